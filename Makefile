@@ -1,0 +1,55 @@
+# selfprog: two commands do all the set-up on a fresh machine.
+#   make evolve   evolve programs/codelm on the embedded defaults (engine, images, venv included)
+#   make test     ruff + pytest against a real Docker engine (started here if none answers)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+CONFIG ?=
+PYTEST_ARGS ?=
+GPU ?=
+
+.PHONY: evolve test venv engine images lint schema benchmarks clean help
+
+help:
+	@echo "make evolve   run the main job: evolve programs/codelm (default config)"
+	@echo "make test     lint and run the test suite against a real Docker engine"
+	@echo "make images   build the runtime image(s); unchanged images are not rebuilt"
+	@echo "make engine   make sure a Docker engine answers (installs docker.io as root on Debian)"
+
+# The virtual environment is rebuilt when pyproject.toml changes. torch is installed first and
+# pinned: a range would pull a multi-GB CUDA build where a CPU wheel is at hand.
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "selfprog needs Python 3.11 or newer: set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+venv: $(BIN)/.installed
+
+engine: venv
+	$(BIN)/selfprog engine
+
+images: engine
+	$(BIN)/selfprog images $(if $(GPU),--gpu,)
+
+schema: venv
+	$(BIN)/selfprog protocol schema > sandbox/protocol.schema.json
+
+lint: venv
+	$(BIN)/ruff check orchestrator sandbox programs tests benchmarks
+
+test: images lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+evolve: images
+	$(BIN)/selfprog evolve $(CONFIG)
+
+benchmarks: images
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Code generators: language-model backends, the program itself, and a mutation baseline."""

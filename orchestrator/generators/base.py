@@ -1,0 +1,78 @@
+"""The generator interface and the records it produces.
+
+A generator turns a request (the program, its parents with their source and metrics, recent
+failures) into proposals: each is the full text of the editable files after an edit, or a
+rejection with its reason. Every language-model call is recorded, rejected or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from orchestrator.program import Program
+
+
+@dataclass(frozen=True)
+class Parent:
+    variant_id: str
+    files: dict[str, str] = field(hash=False)
+    metrics: dict[str, float] = field(hash=False, default_factory=dict)
+    history: tuple[tuple[str, float | None], ...] = ()
+    """(variant id, metric) of its ancestors, oldest first."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    variant_id: str
+    status: str
+    error_tail: str
+    """The last lines of the failing stage's log or the rejection reason."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    program: Program
+    parents: tuple[Parent, ...]
+    """Empty: write the program from its spec (auxiliary tasks)."""
+    failures: tuple[Failure, ...] = ()
+    n: int = 1
+    """How many proposals to return."""
+    seed: int = 0
+
+
+@dataclass
+class GenerationCall:
+    """One call to a backend, as the store records it."""
+
+    backend: str
+    model: str
+    prompt: str
+    response: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class Proposal:
+    parent_id: str | None
+    files: dict[str, str] | None
+    """Every editable file after the edit; None when rejected."""
+    call: GenerationCall | None
+    rejection: str | None = None
+    """Why the proposal was rejected before any container (None: valid)."""
+
+    @property
+    def valid(self) -> bool:
+        return self.files is not None and self.rejection is None
+
+
+class Generator(Protocol):
+    name: str
+    """Backend name as recorded: hf, openai, self, mutate."""
+
+    def propose(self, request: GenerationRequest) -> list[Proposal]:
+        """Return ``request.n`` proposals. Never raises for what a model wrote: that is a rejection."""
+        ...

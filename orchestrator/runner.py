@@ -1,0 +1,53 @@
+"""The runner interface: run one variant through both stages and return its result record.
+
+The loop depends only on this Protocol; ``orchestrator.docker_runner.DockerRunner`` is the real
+implementation, and tests of the loop use small fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.program import Program, variant_hash
+from orchestrator.result import VariantResult
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A program with some of its editable files replaced."""
+
+    program: Program
+    files: dict[str, str] = field(hash=False)
+    """The full text of every editable file (the seed's own text for files left unchanged)."""
+
+    @property
+    def id(self) -> str:
+        """Identity: the first 16 hex digits of the content hash of the editable files."""
+        return variant_hash(self.files)[:16]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    variant: Variant
+    run_id: str
+    """Labels every container, so a later start-up can sweep what a dead orchestrator left."""
+    folder: Path
+    """The variant's own folder: logs, protocol events and artifacts go there, nowhere else."""
+    seed: int = 0
+    gpu_ids: tuple[int, ...] = ()
+    """GPU ids owned by the slot that runs this request; ``program.resources.gpus`` of them are used."""
+    cpus: float | None = None
+    """CPU share of the slot, overriding ``program.resources.cpus`` when smaller."""
+
+
+class Runner(Protocol):
+    def run(self, request: RunRequest) -> VariantResult:
+        """Run TRAIN then EVAL. Never raises for what the variant did: that is a status.
+
+        Raises:
+            GpuUnavailableError: the program needs GPUs and the host has no GPU runtime
+                (before any container starts).
+        """
+        ...
