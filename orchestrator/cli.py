@@ -54,8 +54,13 @@ def engine() -> None:
 
 @app.command()
 def images(
-    gpu: Annotated[bool | None, typer.Option(help="Also build the GPU flavour (default: when the host has NVIDIA GPUs).")] = None,
-    base: Annotated[str | None, typer.Option(help="Base image (default: $BASE_IMAGE or python:3.11-slim).")] = None,
+    gpu: Annotated[
+        bool | None,
+        typer.Option(help="Also build the GPU flavour (default: when the host has NVIDIA GPUs)."),
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="Base image (default: $BASE_IMAGE or python:3.11-slim).")
+    ] = None,
 ) -> None:
     """Build the runtime images that are missing; an unchanged image is not rebuilt."""
     from orchestrator import engine as eng

@@ -36,13 +36,14 @@ def run_checks(min_free_gb: float = 10) -> list[Check]:
             "" if gpu or gpus == 0 else "install nvidia-container-toolkit and restart the engine",
         ))
         for flavour in ("cpu", "gpu"):
-            found = client.images.list(name="selfprog-runtime", filters={"label": "selfprog.role=runtime"})
-            tags = [t for img in found for t in img.tags if t.startswith(f"selfprog-runtime:{flavour}-")]
+            found = client.images.list(filters={"label": "selfprog.role=runtime"})
+            prefix = f"selfprog-runtime:{flavour}-"
+            tags = [t for img in found for t in img.tags if t.startswith(prefix)]
             wanted = flavour == "cpu" or gpus > 0
             checks.append(Check(
                 f"{flavour} runtime image", bool(tags) or not wanted,
                 f"built ({tags[0]})" if tags else "not built",
-                "" if tags or not wanted else f"run `make images{' GPU=1' if flavour == 'gpu' else ''}`",
+                "" if tags or not wanted else f"run `make images{' GPU=1' * (flavour == 'gpu')}`",
             ))
         client.close()
     free = shutil.disk_usage(images.ROOT).free / 1024**3

@@ -22,7 +22,8 @@ from orchestrator.errors import EngineError
 BUILD_DIR = Path(os.environ.get("SELFPROG_BUILD_DIR", "build"))
 _HOW_TO = (
     "Install Docker Engine (https://docs.docker.com/engine/install/) and start it "
-    "(`sudo systemctl start docker`), or point DOCKER_HOST at a running engine, then run this again."
+    "(`sudo systemctl start docker`), or point DOCKER_HOST at a running engine, "
+    "then run this again."
 )
 
 
@@ -60,7 +61,9 @@ def ensure_engine(wait_s: float = 90, log=print) -> docker.DockerClient:
     if os.environ.get("DOCKER_HOST"):
         raise EngineError(f"DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer. {_HOW_TO}")
     if os.geteuid() != 0 or not Path("/etc/debian_version").exists():
-        raise EngineError(f"no Docker engine answers, and only root on Debian is set up here. {_HOW_TO}")
+        raise EngineError(
+            f"no Docker engine answers, and only root on Debian is set up here. {_HOW_TO}"
+        )
     logs = BUILD_DIR / "engine"
     logs.mkdir(parents=True, exist_ok=True)
     if not shutil.which("dockerd"):
@@ -106,7 +109,9 @@ def host_gpus() -> int:
     if not shutil.which("nvidia-smi"):
         return 0
     done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
-    return sum(1 for line in done.stdout.splitlines() if line.startswith("GPU ")) if done.returncode == 0 else 0
+    if done.returncode != 0:
+        return 0
+    return sum(1 for line in done.stdout.splitlines() if line.startswith("GPU "))
 
 
 def _short(exc: Exception) -> str:

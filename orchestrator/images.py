@@ -57,7 +57,8 @@ def wheelhouse(flavour: Flavour, log: Callable[[str], None] = print) -> Path:
     log(f"selfprog: downloading the {flavour} wheelhouse into {folder} ...")
     env = dict(os.environ)
     if flavour == "gpu":
-        env["PIP_CONFIG_FILE"] = os.devnull  # a local CPU-only find-links must not shadow CUDA torch
+        # a local CPU-only find-links must not shadow the CUDA build of torch
+        env["PIP_CONFIG_FILE"] = os.devnull
     cmd = [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), *_PLATFORM,
            "-r", str(lock)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

@@ -37,7 +37,7 @@ class RunRequest:
     """The variant's own folder: logs, protocol events and artifacts go there, nowhere else."""
     seed: int = 0
     gpu_ids: tuple[int, ...] = ()
-    """GPU ids owned by the slot that runs this request; ``program.resources.gpus`` of them are used."""
+    """GPU ids owned by the slot that runs this request; the program's ``gpus`` of them are used."""
     cpus: float | None = None
     """CPU share of the slot, overriding ``program.resources.cpus`` when smaller."""
 

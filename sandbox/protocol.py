@@ -29,7 +29,8 @@ def _check_metrics(value: Metrics) -> Metrics:
     if len(value) > MAX_METRICS:
         raise ValueError(f"at most {MAX_METRICS} metrics per message, got {len(value)}")
     for name, number in value.items():
-        if not name or len(name) > MAX_NAME_LEN or not name.replace("_", "").replace(".", "").isalnum():
+        bare = name.replace("_", "").replace(".", "")
+        if not name or len(name) > MAX_NAME_LEN or not (bare.isascii() and bare.isalnum()):
             raise ValueError(f"metric name {name[:80]!r} is not a short identifier")
         if not math.isfinite(number):
             raise ValueError(f"metric {name!r} is not finite ({number})")
