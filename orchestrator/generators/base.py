@@ -74,5 +74,5 @@ class Generator(Protocol):
     """Backend name as recorded: hf, openai, self, mutate."""
 
     def propose(self, request: GenerationRequest) -> list[Proposal]:
-        """Return ``request.n`` proposals. Never raises for what a model wrote: that is a rejection."""
+        """Return ``request.n`` proposals; what a model wrote is never raised, only rejected."""
         ...
