@@ -40,7 +40,7 @@ schema: venv
 	$(BIN)/selfprog protocol schema > sandbox/protocol.schema.json
 
 lint: venv
-	$(BIN)/ruff check orchestrator sandbox programs tests benchmarks
+	$(BIN)/ruff check .
 
 test: images lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
