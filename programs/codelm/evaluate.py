@@ -1,0 +1,155 @@
+"""Trusted evaluator of codelm: scores the exported model on held-out Python it never saw.
+
+It never imports the variant's code. It loads the TorchScript module the train stage exported
+(model.pt), reads only ``context`` from model.json, and measures on a fixed prefix of the held-out
+corpus:
+
+  val_bpb          bits per byte of next-byte prediction (the metric; lower is better)
+  next_byte_acc    how often the most likely next byte is the right one
+  line_exact       share of held-out lines completed exactly by greedy decoding, given the code
+                   above them and their indentation
+  line_prefix_acc  mean share of each such line typed right before the first wrong byte
+  params           parameters of the loaded module (counted here, not taken from the variant)
+  eval_peak_rss_mb, eval_s   cost of this evaluation
+  train_bytes_per_s          as the train stage reported it (telemetry, not verified)
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import math
+import os
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sandbox import report
+
+EVAL_BYTES = 98_304
+"""Held-out bytes scored for val_bpb: fixed, so every variant is judged on the same text."""
+N_LINES = 64
+"""Held-out lines in the completion test."""
+MAX_LINE = 48
+"""Longest line body (after its indentation) in the completion test, in bytes."""
+BATCH = 16
+MAX_CONTEXT = 4096
+
+
+def fail(kind: str, message: str) -> None:
+    report.error(kind, message)
+    sys.exit(1)
+
+
+def load_model(out: Path) -> tuple[torch.jit.ScriptModule, int]:
+    try:
+        meta = json.loads((out / "model.json").read_text())
+    except (OSError, ValueError) as exc:
+        fail("artifact", f"model.json unreadable: {exc}")
+    context = meta.get("context") if isinstance(meta, dict) else None
+    if not isinstance(context, int) or isinstance(context, bool) or not 0 < context <= MAX_CONTEXT:
+        fail("artifact", f"model.json: context must be an integer in 1..{MAX_CONTEXT}: {context!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(out / "model.pt"), map_location="cpu")
+    except (OSError, RuntimeError, ValueError) as exc:
+        fail("artifact", f"model.pt is not a loadable TorchScript module: {exc}")
+    return module.eval(), context
+
+
+def logits_of(module: torch.jit.ScriptModule, idx: torch.Tensor) -> torch.Tensor:
+    try:
+        out = module(idx)
+    except RuntimeError as exc:
+        fail("model", f"forward failed on input {tuple(idx.shape)}: {exc}")
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (*idx.shape, 256):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        fail("model", f"forward returned {shape}, expected {(*idx.shape, 256)}")
+    return out.float()
+
+
+def score_bytes(module, context: int, text: torch.Tensor) -> tuple[float, float]:
+    """(bits per byte, top-1 accuracy) over windows of ``context`` that tile ``text``.
+
+    Each window predicts its bytes from the ones before it in the same window, so a longer
+    context is rewarded exactly as much as it helps. The last partial window is left out.
+    """
+    starts = list(range(0, len(text) - context, context))
+    nats, hits, count = 0.0, 0, 0
+    for i in range(0, len(starts), BATCH):
+        chunk = torch.stack([text[s : s + context + 1] for s in starts[i : i + BATCH]]).long()
+        logits = logits_of(module, chunk[:, :-1])
+        target = chunk[:, 1:]
+        nats += F.cross_entropy(logits.reshape(-1, 256), target.reshape(-1), reduction="sum").item()
+        hits += int((logits.argmax(-1) == target).sum())
+        count += target.numel()
+    return nats / count / math.log(2), hits / count
+
+
+def pick_lines(raw: bytes, context: int) -> list[tuple[bytes, bytes]]:
+    """(prompt, line body) pairs: code above the line plus its indentation, then the line."""
+    candidates, pos = [], 0
+    for line in raw.split(b"\n"):
+        body = line.lstrip(b" ")
+        indent = len(line) - len(body)
+        if pos >= context and 8 <= len(body) <= MAX_LINE and not body.startswith(b"#"):
+            candidates.append((raw[pos + indent - context : pos + indent], body))
+        pos += len(line) + 1
+    step = max(1, len(candidates) // N_LINES)
+    return candidates[::step][:N_LINES]
+
+
+def complete_lines(module, context: int, pairs: list[tuple[bytes, bytes]]) -> tuple[float, float]:
+    """Greedy-decode every line at once; return (exact share, mean correct-prefix share)."""
+    window = torch.tensor([list(p) for p, _ in pairs], dtype=torch.long)
+    longest = max(len(b) for _, b in pairs)
+    produced = []
+    for _ in range(longest):
+        nxt = logits_of(module, window)[:, -1].argmax(-1)
+        produced.append(nxt)
+        window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
+    guesses = torch.stack(produced, dim=1).tolist()
+    exact, prefix = 0, 0.0
+    for (_, body), guess in zip(pairs, guesses, strict=True):
+        right = 0
+        while right < len(body) and guess[right] == body[right]:
+            right += 1
+        exact += right == len(body)
+        prefix += right / len(body)
+    return exact / len(pairs), prefix / len(pairs)
+
+
+def main() -> None:
+    start = time.monotonic()
+    out = Path(os.environ.get("SELFPROG_OUT", "out"))
+    data = Path(os.environ.get("SELFPROG_DATA", "data/heldout"))
+    torch.manual_seed(0)
+    module, context = load_model(out)
+    raw = lzma.decompress((data / "corpus.txt.xz").read_bytes())[:EVAL_BYTES]
+    text = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    with torch.no_grad():
+        bpb, acc = score_bytes(module, context, text)
+        exact, prefix = complete_lines(module, context, pick_lines(raw, context))
+    if not math.isfinite(bpb):
+        fail("metric", f"val_bpb is {bpb}")
+    try:
+        claimed = float(json.loads((out / "model.json").read_text()).get("train_bytes_per_s", 0))
+    except (TypeError, ValueError):
+        claimed = 0.0
+    report.result(
+        val_bpb=bpb, next_byte_acc=acc, line_exact=exact, line_prefix_acc=prefix,
+        params=sum(p.numel() for p in module.parameters()),
+        train_bytes_per_s=claimed if math.isfinite(claimed) else 0.0,
+        eval_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        eval_s=time.monotonic() - start,
+    )
+
+
+if __name__ == "__main__":
+    main()

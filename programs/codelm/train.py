@@ -1,0 +1,214 @@
+"""codelm: a small GPT that models Python source one byte at a time, trained from scratch.
+
+This is the editable program. Everything that decides what the model can become lives here:
+architecture (the Block and GPT classes), capacity (the constants below) and learning dynamics
+(optimizer, schedule, batch, regularisation). The trusted evaluate.py never imports this file: the
+model leaves as TorchScript (model.pt) plus model.json, and is judged on held-out bytes.
+
+Environment (from the harness, or set by hand to run it bare):
+  SELFPROG_DATA           folder with corpus.txt.xz (train bytes only)
+  SELFPROG_OUT            where model.pt and model.json go
+  SELFPROG_TIME_BUDGET_S  wall-clock seconds for the whole run, export included
+  SELFPROG_SEED           seed of the initial weights and the batch order
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sandbox import report
+
+# --- search space: capacity, architecture, learning dynamics -------------------------------------
+# Each constant declares the range a mutation may draw from. Any point of this space trains:
+# width is N_HEAD * HEAD_DIM, so heads always divide it, and the largest point fits in 4 GiB.
+N_LAYER = 2  # search: int[1, 6]
+N_HEAD = 2  # search: int[1, 8]
+HEAD_DIM = 32  # search: choice[16, 32, 64]
+MLP_RATIO = 4  # search: int[1, 4]
+CONTEXT = 128  # search: choice[64, 128, 256]
+ACTIVATION = "relu"  # search: choice[gelu, relu, silu]
+DROPOUT = 0.1  # search: float[0, 0.3]
+BATCH_SIZE = 32  # search: choice[8, 16, 32, 64]
+LEARNING_RATE = 3e-4  # search: log[1e-4, 3e-2]
+WEIGHT_DECAY = 0.1  # search: float[0, 0.3]
+BETA2 = 0.99  # search: float[0.9, 0.999]
+WARMUP_FRAC = 0.02  # search: float[0, 0.2]
+LR_SCHEDULE = "constant"  # search: choice[constant, cosine, linear]
+GRAD_CLIP = 1.0  # search: float[0.1, 5.0]
+# --------------------------------------------------------------------------------------------------
+
+VOCAB = 256  # bytes: no tokenizer to download, and every file is representable
+EXPORT_RESERVE_S = 0.1  # fraction of the budget kept for scripting and saving the model
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: causal self-attention then an MLP, each on a residual path."""
+
+    def __init__(self, width: int, n_head: int, mlp_ratio: int, activation: str, dropout: float):
+        super().__init__()
+        self.n_head = n_head
+        self.ln1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.ln2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, mlp_ratio * width),
+            ACTIVATIONS[activation](),
+            nn.Linear(mlp_ratio * width, width),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.attn_dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q = q.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+        k = k.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+        v = v.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+        p = self.attn_dropout if self.training else 0.0
+        # The fused kernel never materialises the t x t scores: memory stays linear in context.
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        x = x + self.dropout(self.proj(y))
+        return x + self.dropout(self.mlp(self.ln2(x)))
+
+
+class GPT(nn.Module):
+    """Byte-level GPT: forward(idx[B, T] int64, T <= context) -> logits[B, T, 256]."""
+
+    def __init__(self, n_layer: int, n_head: int, head_dim: int, mlp_ratio: int, context: int,
+                 activation: str, dropout: float):
+        super().__init__()
+        width = n_head * head_dim
+        self.context = context
+        self.tok = nn.Embedding(VOCAB, width)
+        self.pos = nn.Embedding(context, width)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            [Block(width, n_head, mlp_ratio, activation, dropout) for _ in range(n_layer)]
+        )
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, VOCAB, bias=False)
+        self.head.weight = self.tok.weight  # tied: fewer parameters to learn in a short budget
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.size(1)
+        pos = torch.arange(t, device=idx.device)
+        x = self.drop(self.tok(idx) + self.pos(pos))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+def build_model() -> GPT:
+    return GPT(N_LAYER, N_HEAD, HEAD_DIM, MLP_RATIO, CONTEXT, ACTIVATION, DROPOUT)
+
+
+def load_bytes(data_dir: Path) -> torch.Tensor:
+    raw = lzma.decompress((data_dir / "corpus.txt.xz").read_bytes())
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+
+
+def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    # Decay weight matrices only: pulling norms, biases or positions towards zero only hurts.
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
+    rest = [p for n, p in model.named_parameters() if p.dim() < 2 or "pos" in n]
+    groups = [{"params": decay, "weight_decay": WEIGHT_DECAY},
+              {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=LEARNING_RATE, betas=(0.9, BETA2))
+
+
+def lr_at(progress: float) -> float:
+    """Learning rate at a fraction of the time budget (the schedule runs on time, not steps)."""
+    if WARMUP_FRAC > 0 and progress < WARMUP_FRAC:
+        return LEARNING_RATE * progress / WARMUP_FRAC
+    rest = (progress - WARMUP_FRAC) / max(1e-9, 1.0 - WARMUP_FRAC)
+    if LR_SCHEDULE == "cosine":
+        return LEARNING_RATE * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, rest))))
+    if LR_SCHEDULE == "linear":
+        return LEARNING_RATE * max(0.1, 1.0 - rest)
+    return LEARNING_RATE
+
+
+def export(model: GPT, out: Path, meta: dict) -> None:
+    """Write model.pt (TorchScript, CPU) and model.json: all the evaluator may rely on."""
+    model = model.to("cpu").eval()
+    torch.jit.script(model).save(str(out / "model.pt"))
+    (out / "model.json").write_text(json.dumps(meta, indent=1))
+    report.artifact("model.pt")
+    report.artifact("model.json")
+
+
+def main() -> None:
+    start = time.monotonic()
+    budget = float(os.environ.get("SELFPROG_TIME_BUDGET_S", "60"))
+    seed = int(os.environ.get("SELFPROG_SEED", "0"))
+    out = Path(os.environ.get("SELFPROG_OUT", "out"))
+    data = load_bytes(Path(os.environ.get("SELFPROG_DATA", "data/train")))
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    model = build_model().to(device)
+    optimizer = make_optimizer(model)
+    n_params = sum(p.numel() for p in model.parameters())
+    report.log(f"codelm: {n_params} parameters on {device}, {len(data)} train bytes")
+
+    train_until = start + budget * (1.0 - EXPORT_RESERVE_S)
+    gen = torch.Generator().manual_seed(seed)
+    offsets = torch.arange(CONTEXT + 1)
+    step, seen, loss_ema, t_train = 0, 0, None, time.monotonic()
+    while time.monotonic() < train_until:
+        starts = torch.randint(len(data) - CONTEXT - 1, (BATCH_SIZE,), generator=gen)
+        chunk = data[starts[:, None] + offsets].long().to(device, non_blocking=True)
+        x, y = chunk[:, :-1], chunk[:, 1:]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at((time.monotonic() - start) / (train_until - start))
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimizer.step()
+        step += 1
+        seen += x.numel()
+        value = loss.item()
+        loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
+        if step % 25 == 0:
+            rate = seen / (time.monotonic() - t_train)
+            report.progress(step=step, loss=loss_ema, bpb=loss_ema / math.log(2),
+                            bytes_per_s=rate, lr=optimizer.param_groups[0]["lr"])
+    elapsed = time.monotonic() - t_train
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else 0
+    meta = {
+        "format": "codelm-bytes-v1", "context": CONTEXT, "vocab": VOCAB, "params": n_params,
+        "device": device, "steps": step, "train_bytes_seen": seen,
+        "train_bytes_per_s": seen / max(elapsed, 1e-9), "train_loss": loss_ema,
+        "cuda_peak_bytes": peak,
+    }
+    report.progress(step=step, loss=loss_ema or 0.0, bytes_per_s=meta["train_bytes_per_s"])
+    export(model, out, meta)
+
+
+if __name__ == "__main__":
+    main()
