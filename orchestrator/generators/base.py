@@ -39,6 +39,12 @@ class GenerationRequest:
     n: int = 1
     """How many proposals to return."""
     seed: int = 0
+    seen: frozenset[str] = field(default=frozenset(), hash=False)
+    """Content hashes (``program.variant_hash``) of every source already evaluated or proposed:
+    a proposal that reproduces one is rejected as a duplicate. The caller (the store) owns it."""
+    spec: str | None = None
+    """The task's description when writing a program from a spec (no parents); None: use the
+    program's own description."""
 
 
 @dataclass
@@ -62,7 +68,14 @@ class Proposal:
     """Every editable file after the edit; None when rejected."""
     call: GenerationCall | None
     rejection: str | None = None
-    """Why the proposal was rejected before any container (None: valid)."""
+    """Why the proposal was rejected before any container (None: valid), as
+    ``"<reason>: <detail>"`` with a reason from ``generators.reasons.Reason``."""
+    diff_parent: str = ""
+    """Unified diff of the editable files against the parent ('' when rejected)."""
+    diff_seed: str = ""
+    """Unified diff of the editable files against the program as shipped."""
+    notes: list[str] = field(default_factory=list)
+    """What was tolerated on the way: a fence without a REPLACE marker, a shifted indentation."""
 
     @property
     def valid(self) -> bool:

@@ -1,0 +1,111 @@
+"""The generator's configuration: the ``[generator]`` section of an evolve config.
+
+One frozen model per backend, nested under :class:`GeneratorConfig`; a misspelt key is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Backend = Literal["auto", "hf", "openai", "self", "mutate"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PromptConfig(_Frozen):
+    max_failures: int = Field(default=3, ge=0, le=50)
+    """Most recent failures shown in a prompt (each with its trimmed error tail)."""
+    error_tail_lines: int = Field(default=12, ge=1, le=500)
+    """Lines kept from the end of each failure's error text."""
+    max_history: int = Field(default=8, ge=0, le=200)
+    """Most ancestors whose metric is listed in a prompt (the newest are kept)."""
+
+
+class ValidationConfig(_Frozen):
+    max_file_bytes: int = Field(default=200_000, ge=1)
+    """Largest editable file a proposal may produce."""
+    max_growth: float = Field(default=4.0, gt=1)
+    """A file may grow to at most this many times its parent's size (plus 2 KB)."""
+    min_rewrite_fraction: float = Field(default=0.3, ge=0, le=1)
+    """A full-file rewrite shorter than this fraction of the parent file is taken for a snippet
+    (or a truncated answer) and rejected."""
+
+
+class HFConfig(_Frozen):
+    model: str | None = None
+    """Hub id or local folder of a transformers causal LM. None: the backend is unavailable."""
+    device: str = "auto"
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """Weights' dtype: ``auto`` is bfloat16 on CUDA when supported, float32 on CPU."""
+    batch_size: int = Field(default=4, ge=1, le=256)
+    """Samples drawn in one ``generate`` call."""
+    context_tokens: int | None = Field(default=None, ge=64)
+    """Context length to fit prompts into; None reads it from the model's config."""
+
+
+class OpenAIConfig(_Frozen):
+    base_url: str | None = None
+    """Endpoint root, e.g. ``http://127.0.0.1:8000/v1``. None: the backend is unavailable."""
+    model: str = "default"
+    """Model name sent with every request."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the key; unset or empty sends no Authorization header."""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    """Socket connect timeout of one attempt."""
+    read_timeout_s: float = Field(default=120.0, gt=0)
+    """Longest silence on the socket within one attempt."""
+    deadline_s: float = Field(default=300.0, gt=0)
+    """Hard limit on one generation call, retries included: a stalled call costs at most this."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Further attempts after a connection error, a 429 or a 5xx answer."""
+    backoff_s: float = Field(default=1.0, ge=0)
+    """Wait before the first retry; doubled for each later one (never past the deadline)."""
+    context_tokens: int = Field(default=8192, ge=256)
+    """The model's context length, which the prompt is fitted into."""
+
+
+class CodeLMConfig(_Frozen):
+    model: str | None = None
+    """Folder of an exported codelm (the ``self`` backend); the evolve loop points it at the
+    current best variant's artifacts."""
+    max_new_bytes: int = Field(default=1200, ge=16)
+    """Longest sample; a region is replaced by at most this many bytes."""
+    context_bytes: int = Field(default=2048, ge=64)
+    """Most bytes of the source before the cut point given to the model."""
+
+
+class MutateConfig(_Frozen):
+    max_changes: int = Field(default=3, ge=1, le=20)
+    """Most settings changed in one variant (1 to this, fewer more likely)."""
+    undeclared: bool = False
+    """Also move UPPERCASE numeric constants that declare no ``# search:`` range (halve or
+    double them). Off by default: an undeclared constant may be a fixed fact (a vocabulary
+    size, a file format), and changing it breaks the program."""
+    attempts: int = Field(default=200, ge=1)
+    """Draws tried per proposal before giving up on finding an unseen variant."""
+
+
+class GeneratorConfig(_Frozen):
+    backend: Backend = "auto"
+    """``auto``: openai when an endpoint is set, else hf when its model loads, else mutate."""
+    temperature: float = Field(default=0.8, ge=0, le=5)
+    """Sampling temperature of the language-model backends (0: greedy)."""
+    max_new_tokens: int = Field(default=1024, ge=1)
+    """Longest response of the hf and openai backends."""
+    prompt: PromptConfig = PromptConfig()
+    """What goes into a prompt besides the source."""
+    validation: ValidationConfig = ValidationConfig()
+    """Limits every proposal must meet before anything is built."""
+    hf: HFConfig = HFConfig()
+    """The local transformers backend."""
+    openai: OpenAIConfig = OpenAIConfig()
+    """The OpenAI-compatible endpoint backend."""
+    codelm: CodeLMConfig = CodeLMConfig()
+    """The ``self`` backend: the program's own exported code LM."""
+    mutate: MutateConfig = MutateConfig()
+    """The mutation baseline."""

@@ -1,0 +1,96 @@
+"""``mutate``: the random-search baseline. No language model; seeded, structured changes.
+
+Each proposal changes one to ``max_changes`` declared settings of the parent (fewer changes more
+likely), rewriting only the literals' source spans. The same seed, parent and ``seen`` set give
+the same proposals. With no parent it starts from the program's shipped editable files (a task's
+skeleton).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from orchestrator.generators.base import GenerationCall, GenerationRequest, Parent, Proposal
+from orchestrator.generators.config import MutateConfig, ValidationConfig
+from orchestrator.generators.reasons import Reason, Rejected
+from orchestrator.generators.searchspace import Setting, draw, find_settings, render, substitute
+from orchestrator.generators.validate import accept, rejected
+from orchestrator.program import variant_hash
+
+
+class MutateGenerator:
+    """Seeded mutations of the declared search space."""
+
+    name = "mutate"
+
+    def __init__(self, config: MutateConfig = MutateConfig(),
+                 limits: ValidationConfig = ValidationConfig()):
+        self.config = config
+        self.limits = limits
+
+    def propose(self, request: GenerationRequest) -> list[Proposal]:
+        program = request.program
+        editable = program.manifest.program.editable
+        seed_files = program.source_files()
+        parents = request.parents or (Parent(variant_id="", files=seed_files),)
+        seen = set(request.seen)
+        out = []
+        for index in range(request.n):
+            parent = parents[index % len(parents)]
+            parent_id = parent.variant_id or None
+            rng = random.Random(f"{request.seed}:{variant_hash(parent.files)}:{index}")
+            started = time.monotonic()
+            try:
+                avoid = seen | {variant_hash(parent.files)}
+                files, summary = self._mutate(parent.files, rng, avoid)
+                diff_parent, diff_seed = accept(files, parent.files, seed_files, editable, seen,
+                                                self.limits)
+            except Rejected as exc:
+                call = GenerationCall(self.name, "", "", "", latency_s=time.monotonic() - started)
+                out.append(rejected(parent_id, call, exc))
+                continue
+            seen.add(variant_hash(files))
+            call = GenerationCall(self.name, "", "", summary,
+                                  latency_s=time.monotonic() - started)
+            out.append(Proposal(parent_id, files, call, diff_parent=diff_parent,
+                                diff_seed=diff_seed))
+        return out
+
+    def _mutate(self, files: dict[str, str], rng: random.Random,
+                seen: set[str]) -> tuple[dict[str, str], str]:
+        """One unseen mutation of ``files`` and a one-line summary of what changed.
+
+        Raises:
+            Rejected: nothing to change, or no unseen variant within ``attempts`` draws.
+        """
+        settings = [
+            s
+            for path, text in sorted(files.items())
+            if path.endswith(".py")
+            for s in find_settings(path, text, undeclared=self.config.undeclared)
+        ]
+        if not settings:
+            raise Rejected(Reason.EXHAUSTED, "no setting declares a search range "
+                           "(`NAME = value  # search: int[lo, hi]`)")
+        for _ in range(self.config.attempts):
+            count = 1
+            while count < min(self.config.max_changes, len(settings)) and rng.random() < 0.5:
+                count += 1
+            chosen = rng.sample(settings, count)
+            changes = [(s, draw(s, rng)) for s in chosen]
+            changes = [(s, v) for s, v in changes if v != s.value]
+            if not changes:
+                continue
+            new = dict(files)
+            for path in {s.path for s, _ in changes}:
+                edits = [(s, render(s, v)) for s, v in changes if s.path == path]
+                new[path] = substitute(files[path], edits)
+            if variant_hash(new) not in seen:
+                return new, "; ".join(_describe(s, v) for s, v in changes)
+        raise Rejected(Reason.EXHAUSTED,
+                       f"no unseen variant in {self.config.attempts} draws")
+
+
+def _describe(setting: Setting, value: object) -> str:
+    return f"{setting.name}: {setting.value!r} -> {value!r}"
