@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -74,6 +75,48 @@ def images(
             say(f"{flavour} runtime: {ensure_runtime(client, flavour, base, log=say)}")
     except SelfprogError as exc:
         raise fail(exc) from None
+
+
+@app.command()
+def run(
+    program_dir: Annotated[Path, typer.Argument(help="A program directory (with program.toml).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+    folder: Annotated[Path | None, typer.Option(help="Where the variant's files go.")] = None,
+    seed: Annotated[int, typer.Option(help="SELFPROG_SEED for both stages.")] = 0,
+) -> None:
+    """Run one program through TRAIN and EVAL in hardened containers; print its result record.
+
+    Exits 0 whenever the orchestrator did its job, whatever the program's status.
+    """
+    from orchestrator.docker_runner import run_program
+
+    try:
+        result = run_program(program_dir, folder, seed)
+    except SelfprogError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    print_result(result)
+
+
+def print_result(result) -> None:
+    """A result record in a few human lines."""
+    colour = "green" if result.status == "ok" else "red"
+    console.print(f"variant {result.variant_id}: [{colour}]{result.status}[/]", highlight=False)
+    if result.error:
+        console.print(f"  error: {result.error}", highlight=False)
+    for name, value in result.metrics.items():
+        console.print(f"  metric {name} = {value:.6g}", highlight=False)
+    if result.telemetry:
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in result.telemetry.items())
+        console.print(f"  telemetry: {summary}", highlight=False)
+    for stage in result.stages:
+        peak = f"{stage.peak_memory_bytes / 2**20:.0f} MiB" if stage.peak_memory_bytes else "n/a"
+        console.print(f"  {stage.stage}: {stage.status}, exit {stage.exit_code}, "
+                      f"{stage.duration_s:.2f} s, peak memory {peak}, "
+                      f"{len(stage.violations)} violation(s)", highlight=False)
+    console.print(f"  image {result.image}\n  folder {result.folder}", highlight=False)
 
 
 @protocol_app.command("schema")

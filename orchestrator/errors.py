@@ -37,6 +37,10 @@ class EngineError(SelfprogError):
     exit_code = 3
 
 
+class InfraError(EngineError):
+    """The engine failed while running a variant (not the variant's fault): the run is retried."""
+
+
 class ImageError(EngineError):
     """A runtime or variant image could not be built."""
 

@@ -15,12 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-PROTOCOL_VERSION = 1
-MAX_LINE_BYTES = 64 * 1024
-"""A line longer than this is not parsed: it is recorded as a violation and dropped."""
-MAX_METRICS = 64
-"""At most this many metrics in one message."""
-MAX_NAME_LEN = 64
+from sandbox.limits import MAX_LINE_BYTES, MAX_METRICS, MAX_NAME_LEN, PROTOCOL_VERSION
 
 Metrics = dict[str, float]
 
@@ -109,6 +104,10 @@ class Exit(_Message):
     duration_s: float = Field(ge=0)
     dropped: int = Field(default=0, ge=0)
     """Lines the harness dropped (over-long, malformed, or over the flood cap)."""
+    peak_memory_bytes: int | None = Field(default=None, ge=0)
+    """The container's peak memory as its cgroup recorded it; None where it cannot be read."""
+    oom_kills: int | None = Field(default=None, ge=0)
+    """Processes the kernel's OOM killer ended in the container; None where unknown."""
 
 
 Message = Annotated[

@@ -1,0 +1,120 @@
+"""The settings every selfprog container runs with, in one place.
+
+No network, a read-only root with size-capped tmpfs for ``/tmp``, a non-root user, every
+capability dropped, no new privileges, limits on processes, memory (swap off), CPU, open files,
+file size and core dumps, a sized ``/dev/shm``, capped logs, an init process, labels that say
+whose container it is. Never privileged, never the host's network, never a capability added,
+never the Docker socket: nothing here can ask for them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+from docker.types import DeviceRequest, Mount, Ulimit
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.program import ResourcesSection
+
+USER = "10001:10001"
+LABEL_OWNER = "selfprog.owner"
+LABEL_RUN = "selfprog.run"
+LABEL_VARIANT = "selfprog.variant"
+LABEL_STAGE = "selfprog.stage"
+_NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
+
+
+class Hardening(BaseModel):
+    """Limits that are not the program's to choose."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tmp_bytes: int = Field(default=256 * 1024**2, gt=0)
+    """Size of the tmpfs at ``/tmp`` (also ``HOME``); counts against the memory limit."""
+    shm_bytes: int = Field(default=256 * 1024**2, gt=0)
+    """Size of ``/dev/shm``, where PyTorch's data-loader workers pass tensors."""
+    nofile: int = Field(default=4096, ge=64)
+    """Open files per process."""
+    log_max_size: str = "32m"
+    """The engine's own cap on a container's captured output (json-file driver, one file)."""
+
+
+def owner_label() -> str:
+    """Who made a container: ``host/pid/start-time``, so a sweep can tell a dead owner."""
+    return f"{socket.gethostname()}/{os.getpid()}/{process_start(os.getpid())}"
+
+
+def process_start(pid: int) -> str:
+    """The start time of ``pid`` in clock ticks since boot ('' where /proc cannot tell)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def container_name(run_id: str, variant_id: str, seed: int, stage: str, attempt: int) -> str:
+    """A deterministic name: the same run, variant, seed, stage and attempt give the same name."""
+    run = _NAME_SAFE.sub("-", run_id)[:40]
+    return f"selfprog-{run}-{variant_id}-s{seed}-{stage}-a{attempt}"
+
+
+def labels(run_id: str, variant_id: str, stage: str) -> dict[str, str]:
+    return {LABEL_OWNER: owner_label(), LABEL_RUN: run_id, LABEL_VARIANT: variant_id,
+            LABEL_STAGE: stage}
+
+
+def create_kwargs(
+    resources: ResourcesSection,
+    hardening: Hardening,
+    *,
+    cpus: float,
+    env: dict[str, str],
+    mounts: list[Mount],
+    gpu_ids: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """Keyword arguments for ``client.containers.create`` (image, command, name and labels aside).
+
+    Args:
+        resources: the program's resources (memory, pids, disk).
+        hardening: the fixed limits.
+        cpus: CPU cores granted (already the smaller of the program's and the slot's).
+        env: the ``SELFPROG_*`` environment.
+        mounts: the only mounts: the output volume, read-only data, read-only artifacts.
+        gpu_ids: the GPUs to pin; empty for a CPU run.
+    """
+    kwargs: dict[str, Any] = dict(
+        environment=env,
+        mounts=mounts,
+        network_mode="none",
+        read_only=True,
+        tmpfs={"/tmp": f"size={hardening.tmp_bytes},mode=1777,nosuid,nodev"},
+        user=USER,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        pids_limit=resources.pids,
+        mem_limit=resources.memory_bytes,
+        memswap_limit=resources.memory_bytes,
+        nano_cpus=int(cpus * 1e9),
+        ulimits=[
+            Ulimit(name="nofile", soft=hardening.nofile, hard=hardening.nofile),
+            Ulimit(name="fsize", soft=resources.disk_bytes, hard=resources.disk_bytes),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        shm_size=hardening.shm_bytes,
+        log_config={"type": "json-file",
+                    "config": {"max-size": hardening.log_max_size, "max-file": "1"}},
+        init=True,
+        stdin_open=False,
+        tty=False,
+        working_dir="/program",
+    )
+    if gpu_ids:
+        kwargs["device_requests"] = [
+            DeviceRequest(device_ids=[str(i) for i in gpu_ids], capabilities=[["gpu"]])
+        ]
+    return kwargs

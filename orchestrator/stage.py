@@ -1,0 +1,210 @@
+"""Running one stage (one hardened container) from creation to removal.
+
+The deadline is the orchestrator's: a watchdog thread sends SIGTERM at the wall-clock limit (the
+harness forwards it to the program) and SIGKILL after the grace period, whatever the program does.
+The protocol stream is read as it comes and validated on the host (``telemetry.StageStream``).
+For TRAIN, the harness lingers after ``exit`` so ``/out`` (a tmpfs volume that lives only while a
+container mounts it) can be copied out of the live container. The container is removed in
+``finally``; an engine failure is raised as ``InfraError`` (retried, never blamed on the variant).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+from requests.exceptions import RequestException
+
+from orchestrator.artifacts import extract
+from orchestrator.errors import InfraError
+from orchestrator.result import StageResult, Status
+from orchestrator.telemetry import StageStream, open_log
+
+_ENGINE_ERRORS = (DockerException, RequestException)
+
+
+@dataclass
+class StageSpec:
+    stage: str
+    image: str
+    script: str
+    name: str
+    labels: dict[str, str]
+    create: dict[str, Any]
+    """Hardened keyword arguments for ``containers.create`` (see ``orchestrator.hardening``)."""
+    timeout_s: float
+    grace_s: float
+    variant_id: str
+    copy_out: Path | None = None
+    """TRAIN: the folder that receives the capped copy of ``/out``."""
+    copy_cap: int = 0
+
+
+@dataclass
+class StageOutcome:
+    result: StageResult
+    stream: StageStream
+    problems: list[str] = field(default_factory=list)
+
+
+class Watchdog:
+    """SIGTERM at the deadline, SIGKILL ``grace_s`` later, from a thread of its own."""
+
+    def __init__(self, container: Any, timeout_s: float, grace_s: float):
+        self.container = container
+        self.fired = False
+        self.error: Exception | None = None
+        """An engine failure while killing, raised by the stage as an ``InfraError``."""
+        self.timers = [threading.Timer(timeout_s, self._term),
+                       threading.Timer(timeout_s + grace_s + 1.0, self._kill)]
+        for timer in self.timers:
+            timer.daemon = True
+
+    def start(self) -> None:
+        for timer in self.timers:
+            timer.start()
+
+    def cancel(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+    def _term(self) -> None:
+        self.fired = True
+        self._signal(signal.SIGTERM)
+
+    def _kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        try:
+            self.container.kill(signal=int(sig))
+        except APIError as exc:
+            if exc.status_code not in (404, 409):  # gone or no longer running: nothing to kill
+                self.error = exc
+        except RequestException as exc:
+            self.error = exc
+
+
+def run_stage(client: docker.DockerClient, spec: StageSpec, log_path: Path,
+              events: IO[str]) -> StageOutcome:
+    """Create, start, watch, read and remove one stage's container.
+
+    Raises:
+        InfraError: the engine failed (create, start, stream, inspect, remove); carries the
+            variant id and the stage log's path.
+    """
+    container = watchdog = None
+    problems: list[str] = []
+    with open_log(log_path) as log:
+        stream = StageStream(spec.stage, log, events)
+        try:
+            container = _create(client, spec)
+            watchdog = Watchdog(container, spec.timeout_s, spec.grace_s)
+            started = time.monotonic()
+            container.start()
+            watchdog.start()
+            _read(container, stream)
+            duration = time.monotonic() - started
+            if spec.copy_out is not None and stream.exit is not None and not watchdog.fired:
+                problems = _copy_out(container, spec)
+            watchdog.cancel()
+            if watchdog.error is not None:
+                raise watchdog.error
+            state = client.api.inspect_container(container.id)["State"]
+        except _ENGINE_ERRORS as exc:
+            raise InfraError(f"engine failed in the {spec.stage} stage: {_short(exc)}",
+                             variant_id=spec.variant_id, log=log_path) from None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            if container is not None:
+                _remove(container, spec, log_path)
+    result = classify(spec, stream, state, watchdog.fired, duration)
+    result.log_path = str(log_path)
+    return StageOutcome(result, stream, problems)
+
+
+def _create(client: docker.DockerClient, spec: StageSpec) -> Any:
+    kwargs = dict(command=[spec.stage, spec.script], name=spec.name, labels=spec.labels,
+                  **spec.create)
+    try:
+        return client.containers.create(spec.image, **kwargs)
+    except APIError as exc:
+        if exc.status_code != 409:
+            raise
+    # A container of this deterministic name survived a crashed attempt: it is ours, remove it.
+    client.api.remove_container(spec.name, force=True)
+    return client.containers.create(spec.image, **kwargs)
+
+
+def _read(container: Any, stream: StageStream) -> None:
+    logs = container.logs(stdout=True, stderr=False, stream=True, follow=True)
+    try:
+        for chunk in logs:
+            if stream.feed(chunk):
+                return
+        stream.close()
+    finally:
+        logs.close()
+
+
+def _copy_out(container: Any, spec: StageSpec) -> list[str]:
+    chunks, _stat = container.get_archive("/out")
+    report = extract(chunks, spec.copy_out, spec.copy_cap)
+    return report.problems
+
+
+def _remove(container: Any, spec: StageSpec, log_path: Path) -> None:
+    for attempt in range(3):
+        try:
+            container.remove(force=True, v=True)
+            return
+        except NotFound:
+            return
+        except _ENGINE_ERRORS as exc:
+            if attempt == 2:
+                raise InfraError(f"cannot remove container {spec.name}: {_short(exc)}",
+                                 variant_id=spec.variant_id, log=log_path) from None
+            time.sleep(0.5)
+
+
+def classify(spec: StageSpec, stream: StageStream, state: dict[str, Any], timed_out: bool,
+             duration: float) -> StageResult:
+    """The stage's status from what the harness said and what the engine saw."""
+    exit = stream.exit
+    code = exit.code if exit is not None else state.get("ExitCode")
+    oom = bool(state.get("OOMKilled")) or bool(exit is not None and exit.oom_kills)
+    status, error = Status.OK, None
+    if timed_out:
+        status, error = Status.TIMEOUT, f"ran past its {spec.timeout_s:g} s deadline and was killed"
+    elif oom and code != 0:
+        status, error = Status.OOM, "hit its memory limit and was killed"
+    elif stream.over_cap:
+        status, error = Status.INVALID, "flooded its output past the cap"
+    elif exit is None:
+        status, error = Status.CRASH, f"ended without the harness's exit message (code {code})"
+    elif code != 0:
+        status, error = Status.CRASH, _describe_code(code)
+    return StageResult(
+        stage=spec.stage, status=status, exit_code=code, duration_s=round(duration, 4),
+        peak_memory_bytes=exit.peak_memory_bytes if exit is not None else None,
+        messages=stream.messages, violations=list(stream.violations), error=error)
+
+
+def _describe_code(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _short(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
