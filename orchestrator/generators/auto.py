@@ -1,0 +1,80 @@
+"""Choosing a backend: the factory, and ``auto``'s choice with its one-line reason.
+
+``auto`` takes ``openai`` when an endpoint is configured, else ``hf`` when its model loads, else
+``mutate`` (which needs nothing). The reason names what was found or missing, so a run's log
+says at its start why it runs the backend it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestrator.errors import ConfigError
+from orchestrator.generators.base import Generator
+from orchestrator.generators.config import GeneratorConfig
+
+
+def _build(backend: str, config: GeneratorConfig) -> Generator:
+    if backend == "openai":
+        from orchestrator.generators.openai_compat import OpenAIGenerator
+
+        return OpenAIGenerator(config)
+    if backend == "hf":
+        from orchestrator.generators.hf import HFGenerator
+
+        return HFGenerator(config)
+    if backend == "self":
+        from orchestrator.generators.selfgen import SelfGenerator
+
+        return SelfGenerator(config)
+    if backend == "mutate":
+        from orchestrator.generators.mutate import MutateGenerator
+
+        return MutateGenerator(config.mutate, config.validation)
+    raise ConfigError(f"generator.backend {backend!r} is not one of auto, hf, openai, self, mutate")
+
+
+def choose(config: GeneratorConfig) -> tuple[Generator, str]:
+    """The generator ``config`` asks for, and one line saying which it is and why.
+
+    Raises:
+        ConfigError: an explicitly named backend cannot start (no model, a bad URL ...).
+            ``auto`` never raises: it falls back to ``mutate``.
+    """
+    if config.backend != "auto":
+        generator = _build(config.backend, config)
+        return generator, f"generator: {config.backend} ({_what(generator)}), as configured"
+    if config.openai.base_url:
+        generator = _build("openai", config)
+        return generator, (f"generator: openai ({config.openai.model} at "
+                           f"{config.openai.base_url}): an endpoint is configured")
+    if config.hf.model:
+        try:
+            generator = _build("hf", config)
+        except ConfigError as exc:
+            why = f"the hf model did not load ({exc})"
+        else:
+            device = getattr(generator, "device", "?")
+            return generator, (f"generator: hf ({config.hf.model} on {device}): no openai "
+                               "endpoint is configured and the model loaded")
+    else:
+        why = "no hf model is configured"
+    generator = _build("mutate", config)
+    return generator, f"generator: mutate (no language model): no openai endpoint and {why}"
+
+
+def _what(generator: Generator) -> str:
+    return getattr(generator, "model_name", "") or "no model"
+
+
+def make_generator(config: GeneratorConfig | None = None,
+                   say: Callable[[str], None] | None = None) -> Generator:
+    """Build the generator of a run; ``say`` receives the one-line reason for the choice.
+
+    Raises:
+        ConfigError: as :func:`choose`.
+    """
+    generator, reason = choose(config or GeneratorConfig())
+    if say is not None:
+        say(reason)
+    return generator
