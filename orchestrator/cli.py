@@ -127,5 +127,7 @@ def protocol_schema() -> None:
     print(json.dumps(json_schema(), indent=2))
 
 
+from orchestrator import cli_evolve  # noqa: E402,F401  (registers evolve, status, best ...)
+
 if __name__ == "__main__":
     app()
