@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from orchestrator.generators.base import Failure, GenerationRequest, Parent
 from orchestrator.generators.config import PromptConfig
 from orchestrator.generators.reasons import Reason, Rejected
+from orchestrator.program import Program
 
 SYSTEM = (
     "You are an expert machine-learning engineer. You improve a Python program by editing its "
@@ -100,8 +101,9 @@ def build_prompt(
         Rejected: (``context``) the source and edit format alone exceed the budget.
     """
     program = request.program
-    description = (request.spec if parent is None and request.spec else
-                   program.manifest.program.description)
+    description = program.manifest.program.description
+    if parent is None:
+        description = request.spec or task_spec(program) or description
     failures = request.failures[-config.max_failures:] if config.max_failures else ()
     history = config.max_history if parent else 0
     dropped: list[str] = []
@@ -120,6 +122,15 @@ def build_prompt(
         else:
             raise Rejected(Reason.CONTEXT, f"the source alone needs more than {budget_tokens} "
                            "tokens of the model's context")
+
+
+def task_spec(program: Program) -> str | None:
+    """The task's spec as a generator reads it (``task.toml``), or None for a plain program."""
+    from orchestrator.tasks import TASK_FILE, Task
+
+    if not (program.root / TASK_FILE).is_file():
+        return None
+    return Task.load(program.root).prompt()
 
 
 def _count(dropped: list[str], what: str) -> list[str]:
