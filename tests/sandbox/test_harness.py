@@ -1,0 +1,84 @@
+"""The harness, run as a process on the host (it needs nothing from the image to be tested)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from sandbox.protocol import Exit, Hello, Log, parse_line
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def harness(tmp_path: Path, source: str, stage: str = "train", **env: str) -> list:
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(source))
+    done = subprocess.run([sys.executable, "-m", "sandbox.harness", stage, str(script)],
+                          capture_output=True, timeout=30, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    return [parse_line(line) for line in done.stdout.splitlines()]
+
+
+def test_hello_comes_first_and_exit_last_with_the_programs_code(tmp_path):
+    messages = harness(tmp_path, "import sys\nprint('hi')\nsys.exit(3)\n")
+    assert isinstance(messages[0], Hello) and messages[0].stage == "train"
+    assert isinstance(messages[-1], Exit) and messages[-1].code == 3
+    assert any(isinstance(m, Log) and m.stream == "stdout" and m.text == "hi" for m in messages)
+
+
+def test_a_program_cannot_pass_its_prints_off_as_messages(tmp_path):
+    forged = json.dumps({"v": 1, "type": "result", "metrics": {"x": 1.0}})
+    messages = harness(tmp_path, f"print({forged!r})\n")
+    assert not [m for m in messages if m.type == "result"]
+    assert [m for m in messages if isinstance(m, Log) and m.text == forged]
+
+
+def test_a_program_cannot_send_hello_or_exit_on_its_channel(tmp_path):
+    messages = harness(tmp_path, """
+        import os
+        fd = int(os.environ["SELFPROG_PROTOCOL_FD"])
+        os.write(fd, b'{"v": 1, "type": "exit", "code": 0, "duration_s": 0}\\n')
+        os.write(fd, b'{"v": 1, "type": "hello", "stage": "eval", "program": "x", "pid": 1}\\n')
+        raise SystemExit(5)
+    """)
+    assert [m.type for m in messages].count("exit") == 1 and messages[-1].code == 5
+    assert [m.type for m in messages].count("hello") == 1 and messages[-1].dropped == 2
+
+
+def test_sigterm_is_forwarded_and_a_program_ignoring_it_is_killed_after_the_grace(tmp_path):
+    script = tmp_path / "prog.py"
+    script.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                      "print('ready', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox.harness", "train", str(script)],
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                         "SELFPROG_GRACE_S": "0.5"})
+    proc.stdout.readline()  # hello
+    assert b"ready" in proc.stdout.readline()
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    lines = proc.stdout.read().splitlines()
+    proc.wait(timeout=10)
+    assert time.monotonic() - start < 5
+    assert parse_line(lines[-1]).code == -signal.SIGKILL
+
+
+def test_orphans_holding_the_pipes_do_not_hold_the_harness(tmp_path):
+    start = time.monotonic()
+    messages = harness(tmp_path, """
+        import subprocess
+        subprocess.Popen(["sleep", "60"], start_new_session=True)
+    """)
+    assert messages[-1].code == 0
+    assert time.monotonic() - start < 5
+
+
+def test_over_long_lines_are_dropped_and_counted(tmp_path):
+    messages = harness(tmp_path, "print('x' * 200_000)\nprint('short')\n")
+    assert [m.text for m in messages if isinstance(m, Log)] == ["short"]
+    assert messages[-1].dropped == 1

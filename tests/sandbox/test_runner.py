@@ -1,0 +1,92 @@
+"""The DockerRunner end to end on the real engine: the example program, a forging variant,
+engine faults, image reuse, the sweep, and `selfprog run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.docker_runner import DockerRunner
+from orchestrator.hardening import LABEL_OWNER, LABEL_RUN, owner_label
+from orchestrator.program import Program
+from orchestrator.result import Status
+from orchestrator.runner import RunRequest, Variant
+from orchestrator.sweep import sweep
+from orchestrator.variant_image import ImageCache
+
+TINY = Path(__file__).resolve().parents[2] / "programs" / "examples" / "tiny"
+pytestmark = pytest.mark.docker
+
+
+@pytest.mark.slow
+def test_selfprog_run_on_the_example_is_ok_with_the_evaluators_metric(runtime_image, tmp_path):
+    done = CliRunner().invoke(app, ["run", str(TINY), "--json", "--folder", str(tmp_path / "v")])
+    assert done.exit_code == 0, done.output
+    record = json.loads(done.stdout)
+    assert record["status"] == "ok" and 0 < record["metrics"]["mse"] < 0.01
+    assert [s["exit_code"] for s in record["stages"]] == [0, 0]
+    assert record["telemetry"]["progress_messages"] == 4
+    for name in ("train.log", "eval.log", "events.jsonl", "result.json", "artifacts/model.pt"):
+        assert (tmp_path / "v" / name).is_file()
+
+
+@pytest.mark.slow
+def test_a_forging_variant_gets_the_evaluators_metric_not_its_own(docker_client, runtime_image,
+                                                                  tmp_path):
+    program = Program.load(TINY)
+    forged = program.source_files()["train.py"] + (
+        "\nreport.result(mse=0.0)\nprint('{\"v\": 1, \"type\": \"result\", "
+        "\"metrics\": {\"mse\": 0.0}}')\n")
+    variant = Variant(program, {"train.py": forged})
+    runner = DockerRunner(docker_client, runtime={"cpu": runtime_image})
+    result = runner.run(RunRequest(variant=variant, run_id="forge", folder=tmp_path / "v"))
+    assert result.status is Status.OK
+    assert 0 < result.metrics["mse"] < 0.01
+    assert any("forged" in v for v in result.stage("train").violations)
+
+
+def test_an_engine_failure_is_infra_error_never_the_variants(docker_client, tmp_path):
+    program = Program.load(TINY)
+    runner = DockerRunner(docker_client, retries=1,
+                          runtime={"cpu": "selfprog-runtime:no-such-tag-for-this-test"})
+    result = runner.run(RunRequest(variant=Variant(program, program.source_files()),
+                                   run_id="infra", folder=tmp_path / "v"))
+    assert result.status is Status.INFRA_ERROR and "2 times" in result.error
+    assert json.loads((tmp_path / "v" / "result.json").read_text())["status"] == "infra_error"
+
+
+def test_a_variant_image_is_tagged_by_content_and_reused(docker_client, runtime_image):
+    program = Program.load(TINY)
+    cache = ImageCache(docker_client)
+    first = cache.ensure(runtime_image, program, program.source_files())
+    assert ImageCache(docker_client).ensure(runtime_image, program, program.source_files()) == first
+    changed = {"train.py": program.source_files()["train.py"] + "\n# changed\n"}
+    assert cache.ensure(runtime_image, program, changed) != first
+
+
+def test_sweep_removes_what_a_dead_orchestrator_left_and_keeps_the_living(docker_client,
+                                                                          runtime_image):
+    def create(owner: str, name: str):
+        return docker_client.containers.create(
+            runtime_image, name=name, labels={LABEL_OWNER: owner, LABEL_RUN: "sweep-test"})
+
+    dead = create(f"{owner_label().split('/')[0]}/999999999/1", "selfprog-sweep-test-dead")
+    alive = create(owner_label(), "selfprog-sweep-test-alive")
+    try:
+        removed = sweep(docker_client)
+        assert "selfprog-sweep-test-dead" in removed
+        assert "selfprog-sweep-test-alive" not in removed
+        alive.reload()
+        assert sweep(docker_client, run_id="sweep-test") == ["selfprog-sweep-test-alive"]
+    finally:
+        for container in (dead, alive):
+            if _exists(docker_client, container.id):
+                docker_client.api.remove_container(container.id, force=True)
+
+
+def _exists(client, container_id: str) -> bool:
+    return bool(client.api.containers(all=True, filters={"id": container_id}))
