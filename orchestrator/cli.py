@@ -119,6 +119,23 @@ def print_result(result) -> None:
     console.print(f"  image {result.image}\n  folder {result.folder}", highlight=False)
 
 
+@app.command("new-task")
+def new_task(
+    name: Annotated[str, typer.Argument(help="The task's name (lower case, digits, _ . -).")],
+    kind: Annotated[str, typer.Option(help="classification or regression.")] = "classification",
+    parent: Annotated[Path, typer.Option(help="Folder to create it in.")] = Path("programs/tasks"),
+) -> None:
+    """Scaffold a task spec (task.toml + a runnable skeleton program) for you to fill in."""
+    from orchestrator.task_scaffold import new_task as scaffold
+
+    try:
+        root = scaffold(parent, name, kind)  # type: ignore[arg-type]
+    except SelfprogError as exc:
+        raise fail(exc) from None
+    console.print(f"created {root}: fill in task.toml, put data.npz in data/train and "
+                  f"data/heldout, then `selfprog run {root}`", highlight=False)
+
+
 @protocol_app.command("schema")
 def protocol_schema() -> None:
     """Print the protocol's JSON Schema (generated from the pydantic models)."""
