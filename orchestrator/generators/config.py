@@ -13,7 +13,7 @@ Backend = Literal["auto", "hf", "openai", "self", "mutate"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class PromptConfig(_Frozen):

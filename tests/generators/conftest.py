@@ -29,3 +29,11 @@ def single(tmp_path_factory) -> Program:
         manifest.replace('editable = ["train.py", "model.py"]', 'editable = ["train.py"]')
     )
     return Program.load(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> Path:
+    """A random-weight GPT-2 with a chat template, saved to a folder (no model hub here)."""
+    from orchestrator.generators.tiny import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"), n_positions=4096)

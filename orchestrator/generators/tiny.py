@@ -1,7 +1,8 @@
-"""Build a tiny causal LM on disk for tests: random GPT-2 weights and a locally trained tokenizer.
+"""A tiny causal LM built on disk: random GPT-2 weights and a locally trained BPE tokenizer.
 
-There is no model hub here, so the `hf` and `openai` backends are exercised against a model made
-in the test. Its samples are noise; what is tested is the plumbing around them.
+Where no model hub can be reached (CI, air-gapped machines) the ``hf`` and ``openai`` backends
+are tested against this model, and ``benchmarks/hf_generate.py`` measures the ``hf`` backend's
+throughput with it. Its samples are noise; what it exercises is the plumbing around them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ _CORPUS = [
 ]
 
 
-def build_tiny_lm(folder: Path, *, n_positions: int = 512, chat_template: bool = True) -> Path:
-    """Write a random-weight GPT-2 (two small layers) and its tokenizer to ``folder``."""
+def build_tiny_lm(folder: Path, *, n_positions: int = 512, chat_template: bool = True,
+                  n_embd: int = 32, n_layer: int = 2, n_head: int = 2) -> Path:
+    """Write a random-weight GPT-2 (by default two layers, 32 wide) and its tokenizer to
+    ``folder``; with ``chat_template`` the tokenizer carries a minimal chat template."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -45,7 +48,8 @@ def build_tiny_lm(folder: Path, *, n_positions: int = 512, chat_template: bool =
     fast.save_pretrained(folder)
     torch.manual_seed(0)
     config = GPT2Config(
-        vocab_size=len(fast), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,
+        vocab_size=len(fast), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+        n_head=n_head,
         bos_token_id=fast.eos_token_id, eos_token_id=fast.eos_token_id,
     )
     GPT2LMHeadModel(config).save_pretrained(folder)

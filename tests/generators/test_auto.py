@@ -1,0 +1,72 @@
+"""The factory, ``auto``'s choice and its one-line reason, and the config's strictness."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.errors import ConfigError
+from orchestrator.generators import GeneratorConfig, choose, make_generator
+
+
+def _config(**data) -> GeneratorConfig:
+    return GeneratorConfig.model_validate(data)
+
+
+def test_auto_prefers_a_configured_endpoint():
+    gen, reason = choose(_config(openai={"base_url": "http://127.0.0.1:9/v1", "model": "qwen"}))
+    assert gen.name == "openai"
+    assert reason == ("generator: openai (qwen at http://127.0.0.1:9/v1): an endpoint is "
+                      "configured")
+
+
+@pytest.mark.slow
+def test_auto_takes_hf_when_its_model_loads(tiny_lm):
+    lines: list[str] = []
+    gen = make_generator(_config(hf={"model": str(tiny_lm)}), say=lines.append)
+    assert gen.name == "hf"
+    assert lines == [f"generator: hf ({tiny_lm} on cpu): no openai endpoint is configured "
+                     "and the model loaded"]
+
+
+def test_auto_falls_back_to_mutate_and_says_why(tmp_path):
+    gen, reason = choose(_config())
+    assert gen.name == "mutate"
+    assert reason.endswith("no openai endpoint and no hf model is configured")
+    gen, reason = choose(_config(hf={"model": str(tmp_path / "missing")}))
+    assert gen.name == "mutate" and "the hf model did not load" in reason
+    assert "\n" not in reason
+
+
+def test_named_backend_that_cannot_start_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="base_url is not set"):
+        make_generator(_config(backend="openai"))
+    with pytest.raises(ConfigError, match="codelm.model is not set"):
+        make_generator(_config(backend="self"))
+    with pytest.raises(ConfigError, match="not an http"):
+        make_generator(_config(backend="openai", openai={"base_url": "ftp://x"}))
+
+
+def test_named_mutate_needs_nothing():
+    gen, reason = choose(_config(backend="mutate"))
+    assert gen.name == "mutate" and reason == "generator: mutate (no model), as configured"
+
+
+def test_config_rejects_unknown_keys_and_is_frozen():
+    with pytest.raises(ValidationError, match="temprature"):
+        _config(temprature=0.5)
+    with pytest.raises(ValidationError, match="deadline"):
+        _config(openai={"deadline": 5})
+    config = _config()
+    with pytest.raises(ValidationError):
+        config.temperature = 2.0
+
+
+def test_every_config_field_is_documented():
+    models = [GeneratorConfig]
+    while models:
+        model = models.pop()
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no docstring"
+            if isinstance(field.default, BaseModel):
+                models.append(type(field.default))
