@@ -118,25 +118,37 @@ class DockerRunner:
         artifacts.mkdir()
         record = VariantResult(variant_id=variant.id, status=Status.OK, image=train_image,
                                folder=str(folder), seed=request.seed)
-        with (folder / "events.jsonl").open("w", encoding="utf-8") as events:
-            volume = self._volume(request, attempt)
-            try:
-                train = run_stage(self.client, self._spec(request, "train", train_image, gpu_ids,
-                                                          attempt, volume, artifacts),
-                                  folder / "train.log", events)
-            finally:
-                _remove_volume(volume, variant.id)
-            record.telemetry = dict(train.stream.telemetry)
-            record.stages.append(_with_problems(train))
-            if train.result.status is not Status.OK:
-                record.status, record.error = train.result.status, f"train: {train.result.error}"
-                return record
-            evaluation = run_stage(self.client, self._spec(request, "eval", eval_image, gpu_ids,
-                                                           attempt, None, artifacts),
-                                   folder / "eval.log", events)
-        record.stages.append(evaluation.result)
-        record.status, record.error, record.metrics = judge(program, evaluation)
+        cleanup = _Background()
+        try:
+            with (folder / "events.jsonl").open("w", encoding="utf-8") as events:
+                evaluation = self._stages(request, record, gpu_ids, attempt, (train_image,
+                                          eval_image), events, cleanup)
+        finally:
+            cleanup.join()  # TRAIN's container and volume, removed while EVAL ran
+        if evaluation is not None:
+            record.stages.append(evaluation.result)
+            record.status, record.error, record.metrics = judge(program, evaluation)
         return record
+
+    def _stages(self, request: RunRequest, record: VariantResult, gpu_ids: tuple[int, ...],
+                attempt: int, images: tuple[str, str], events, cleanup: _Background,
+                ) -> StageOutcome | None:
+        artifacts, folder = request.folder / "artifacts", request.folder
+        volume = self._volume(request, attempt)
+        removals: list = []
+        try:
+            train = run_stage(self.client, self._spec(request, "train", images[0], gpu_ids,
+                                                      attempt, volume, artifacts),
+                              folder / "train.log", events, defer=removals.append)
+        finally:
+            cleanup.run(*removals, lambda: _remove_volume(volume, request.variant.id))
+        record.telemetry = dict(train.stream.telemetry)
+        record.stages.append(_with_problems(train))
+        if train.result.status is not Status.OK:
+            record.status, record.error = train.result.status, f"train: {train.result.error}"
+            return None
+        return run_stage(self.client, self._spec(request, "eval", images[1], gpu_ids, attempt,
+                                                 None, artifacts), folder / "eval.log", events)
 
     def _volume(self, request: RunRequest, attempt: int):
         name = hard.container_name(request.run_id, request.variant.id, request.seed, "out", attempt)
@@ -179,6 +191,33 @@ class DockerRunner:
                                       gpu_ids=gpu_ids),
             timeout_s=res.timeout_s, grace_s=self.grace_s,
             copy_out=artifacts if stage == "train" else None, copy_cap=res.disk_bytes)
+
+
+class _Background:
+    """Cleanup that overlaps the next stage: each ``run`` is one thread running its tasks in order;
+    ``join`` waits for all and raises the first ``InfraError`` they met."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.errors: list[InfraError] = []
+
+    def run(self, *tasks) -> None:
+        def body() -> None:
+            try:
+                for task in tasks:
+                    task()
+            except InfraError as exc:
+                self.errors.append(exc)
+
+        thread = threading.Thread(target=body, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
+        if self.errors:
+            raise self.errors[0]
 
 
 def judge(program: Program, evaluation: StageOutcome) -> tuple[Status, str | None, dict]:

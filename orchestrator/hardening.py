@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from docker.types import DeviceRequest, Mount, Ulimit
+from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.program import ResourcesSection
@@ -77,7 +77,8 @@ def create_kwargs(
     mounts: list[Mount],
     gpu_ids: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """Keyword arguments for ``client.containers.create`` (image, command, name and labels aside).
+    """Arguments for ``client.api.create_container`` (image, command, name and labels aside);
+    the ``host_config`` entry holds those for ``client.api.create_host_config``.
 
     Args:
         resources: the program's resources (memory, pids, disk).
@@ -87,13 +88,11 @@ def create_kwargs(
         mounts: the only mounts: the output volume, read-only data, read-only artifacts.
         gpu_ids: the GPUs to pin; empty for a CPU run.
     """
-    kwargs: dict[str, Any] = dict(
-        environment=env,
+    host: dict[str, Any] = dict(
         mounts=mounts,
         network_mode="none",
         read_only=True,
         tmpfs={"/tmp": f"size={hardening.tmp_bytes},mode=1777,nosuid,nodev"},
-        user=USER,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
         pids_limit=resources.pids,
@@ -106,15 +105,14 @@ def create_kwargs(
             Ulimit(name="core", soft=0, hard=0),
         ],
         shm_size=hardening.shm_bytes,
-        log_config={"type": "json-file",
-                    "config": {"max-size": hardening.log_max_size, "max-file": "1"}},
+        log_config=LogConfig(type="json-file",
+                             config={"max-size": hardening.log_max_size, "max-file": "1"}),
         init=True,
-        stdin_open=False,
-        tty=False,
-        working_dir="/program",
     )
     if gpu_ids:
-        kwargs["device_requests"] = [
+        host["device_requests"] = [
             DeviceRequest(device_ids=[str(i) for i in gpu_ids], capabilities=[["gpu"]])
         ]
+    kwargs: dict[str, Any] = dict(environment=env, user=USER, working_dir="/program",
+                                  stdin_open=False, tty=False, host_config=host)
     return kwargs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -56,8 +57,8 @@ class StageOutcome:
 class Watchdog:
     """SIGTERM at the deadline, SIGKILL ``grace_s`` later, from a thread of its own."""
 
-    def __init__(self, container: Any, timeout_s: float, grace_s: float):
-        self.container = container
+    def __init__(self, api: Any, container: str, timeout_s: float, grace_s: float):
+        self.api, self.container = api, container
         self.fired = False
         self.error: Exception | None = None
         """An engine failure while killing, raised by the stage as an ``InfraError``."""
@@ -83,7 +84,7 @@ class Watchdog:
 
     def _signal(self, sig: int) -> None:
         try:
-            self.container.kill(signal=int(sig))
+            self.api.kill(self.container, signal=int(sig))
         except APIError as exc:
             if exc.status_code not in (404, 409):  # gone or no longer running: nothing to kill
                 self.error = exc
@@ -92,8 +93,13 @@ class Watchdog:
 
 
 def run_stage(client: docker.DockerClient, spec: StageSpec, log_path: Path,
-              events: IO[str]) -> StageOutcome:
+              events: IO[str], defer: Callable[[Callable[[], None]], None] | None = None,
+              ) -> StageOutcome:
     """Create, start, watch, read and remove one stage's container.
+
+    Args:
+        defer: when given, the container's removal is handed to it (to overlap with the next
+            stage) instead of done here; whoever passes it must run what it was given.
 
     Raises:
         InfraError: the engine failed (create, start, stream, inspect, remove); carries the
@@ -104,47 +110,52 @@ def run_stage(client: docker.DockerClient, spec: StageSpec, log_path: Path,
     with open_log(log_path) as log:
         stream = StageStream(spec.stage, log, events)
         try:
-            container = _create(client, spec)
-            watchdog = Watchdog(container, spec.timeout_s, spec.grace_s)
+            container = _create(client.api, spec)
+            watchdog = Watchdog(client.api, container, spec.timeout_s, spec.grace_s)
             started = time.monotonic()
-            container.start()
+            client.api.start(container)
             watchdog.start()
-            _read(container, stream)
+            _read(client.api, container, stream)
             duration = time.monotonic() - started
             if spec.copy_out is not None and stream.exit is not None and not watchdog.fired:
-                problems = _copy_out(container, spec)
+                problems = _copy_out(client.api, container, spec)
             watchdog.cancel()
             if watchdog.error is not None:
                 raise watchdog.error
-            state = client.api.inspect_container(container.id)["State"]
+            state = {} if stream.exit is not None and stream.exit.code == 0 else (
+                client.api.inspect_container(container)["State"])  # OOMKilled, the exit code
         except _ENGINE_ERRORS as exc:
             raise InfraError(f"engine failed in the {spec.stage} stage: {_short(exc)}",
                              variant_id=spec.variant_id, log=log_path) from None
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-            if container is not None:
-                _remove(container, spec, log_path)
+            if container is not None and defer is not None:
+                defer(lambda: _remove(client.api, container, spec, log_path))
+            elif container is not None:
+                _remove(client.api, container, spec, log_path)
     result = classify(spec, stream, state, watchdog.fired, duration)
     result.log_path = str(log_path)
     return StageOutcome(result, stream, problems)
 
 
-def _create(client: docker.DockerClient, spec: StageSpec) -> Any:
-    kwargs = dict(command=[spec.stage, spec.script], name=spec.name, labels=spec.labels,
-                  **spec.create)
+def _create(api: Any, spec: StageSpec) -> str:
+    """Create the container with the low-level API (the high-level one inspects it again)."""
+    kwargs = {k: v for k, v in spec.create.items() if k != "host_config"}
+    kwargs.update(command=[spec.stage, spec.script], name=spec.name, labels=spec.labels,
+                  host_config=api.create_host_config(**spec.create["host_config"]))
     try:
-        return client.containers.create(spec.image, **kwargs)
+        return api.create_container(spec.image, **kwargs)["Id"]
     except APIError as exc:
         if exc.status_code != 409:
             raise
     # A container of this deterministic name survived a crashed attempt: it is ours, remove it.
-    client.api.remove_container(spec.name, force=True)
-    return client.containers.create(spec.image, **kwargs)
+    api.remove_container(spec.name, force=True)
+    return api.create_container(spec.image, **kwargs)["Id"]
 
 
-def _read(container: Any, stream: StageStream) -> None:
-    logs = container.logs(stdout=True, stderr=False, stream=True, follow=True)
+def _read(api: Any, container: str, stream: StageStream) -> None:
+    logs = api.logs(container, stdout=True, stderr=False, stream=True, follow=True)
     try:
         for chunk in logs:
             if stream.feed(chunk):
@@ -154,16 +165,16 @@ def _read(container: Any, stream: StageStream) -> None:
         logs.close()
 
 
-def _copy_out(container: Any, spec: StageSpec) -> list[str]:
-    chunks, _stat = container.get_archive("/out")
+def _copy_out(api: Any, container: str, spec: StageSpec) -> list[str]:
+    chunks, _stat = api.get_archive(container, "/out")
     report = extract(chunks, spec.copy_out, spec.copy_cap)
     return report.problems
 
 
-def _remove(container: Any, spec: StageSpec, log_path: Path) -> None:
+def _remove(api: Any, container: str, spec: StageSpec, log_path: Path) -> None:
     for attempt in range(3):
         try:
-            container.remove(force=True, v=True)
+            api.remove_container(container, force=True, v=True)
             return
         except NotFound:
             return

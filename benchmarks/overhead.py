@@ -1,0 +1,174 @@
+"""What the sandbox costs per variant, against bare processes and against the floor.
+
+Per round, interleaved so load on a shared machine hits all three alike:
+
+- bare: the program's TRAIN and EVAL scripts as two host processes (``python train.py``, then
+  ``python evaluate.py``), with the same report API;
+- sandbox: ``DockerRunner.run`` of a new variant (so a thin image is really built), both stages;
+- floor: a thin image build plus two no-op ``docker run --rm`` of it: the least any container
+  sandbox with a per-variant image pays.
+
+overhead = sandbox - bare. Medians go to ``docs/benchmarks.md`` with the machine they ran on.
+Run: ``python benchmarks/overhead.py [--rounds 7]`` (``make benchmarks``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.docker_runner import DockerRunner  # noqa: E402
+from orchestrator.engine import connect  # noqa: E402
+from orchestrator.images import ensure_runtime  # noqa: E402
+from orchestrator.program import Program  # noqa: E402
+from orchestrator.runner import RunRequest, Variant  # noqa: E402
+from orchestrator.variant_image import REPOSITORY, ImageCache  # noqa: E402
+
+TRAIN = """\
+import os
+from pathlib import Path
+from sandbox import report
+out = Path(os.environ["SELFPROG_OUT"])
+total = sum(i * i for i in range(100_000))
+report.progress(step=1, loss=1.0 / (1 + total % 7))
+(out / "model.txt").write_text(str(total))
+report.artifact("model.txt")
+"""
+EVALUATE = """\
+import os
+from pathlib import Path
+from sandbox import report
+value = int((Path(os.environ["SELFPROG_OUT"]) / "model.txt").read_text())
+report.result(score=float(value % 1000))
+"""
+MANIFEST = """\
+[program]
+name = "bench"
+[metric]
+name = "score"
+goal = "maximize"
+[resources]
+cpus = 1.0
+memory = "512m"
+timeout_s = 60
+disk = "64m"
+"""
+
+
+def make_program(root: Path) -> Program:
+    root.mkdir(parents=True)
+    (root / "train.py").write_text(TRAIN)
+    (root / "evaluate.py").write_text(EVALUATE)
+    (root / "program.toml").write_text(MANIFEST)
+    return Program.load(root)
+
+
+def bare(program: Program, work: Path) -> float:
+    out = work / f"bare-{uuid.uuid4().hex[:8]}"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SELFPROG_OUT": str(out)}
+    start = time.perf_counter()
+    for script in ("train.py", "evaluate.py"):
+        subprocess.run([sys.executable, str(program.root / script)], env=env, check=True,
+                       capture_output=True)
+    return time.perf_counter() - start
+
+
+def sandbox(runner: DockerRunner, program: Program, work: Path) -> float:
+    tag = uuid.uuid4().hex[:8]
+    variant = Variant(program, {"train.py": TRAIN + f"# round {tag}\n"})
+    start = time.perf_counter()
+    result = runner.run(RunRequest(variant=variant, run_id="bench", folder=work / tag))
+    elapsed = time.perf_counter() - start
+    if result.status != "ok":
+        raise SystemExit(f"the benchmark variant did not run ok: {result.error}")
+    return elapsed
+
+
+def floor(cache: ImageCache, runtime: str, program: Program) -> float:
+    start = time.perf_counter()
+    image = cache.ensure(runtime, program, {"train.py": TRAIN + f"# floor {uuid.uuid4()}\n"})
+    for _ in range(2):
+        subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/bin/true",
+                        image], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    docker = subprocess.run(["docker", "version", "-f", "{{.Server.Version}}"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    return (f"{platform.platform()}, {os.cpu_count()} cores, {mem:.0f} GiB, Docker {docker}, "
+            f"Python {platform.python_version()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    client = connect()
+    runtime = ensure_runtime(client, "cpu")
+    runner = DockerRunner(client, runtime={"cpu": runtime})
+    cache = ImageCache(client)
+    times: dict[str, list[float]] = {"bare": [], "sandbox": [], "floor": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        program = make_program(work / "program")
+        sandbox(runner, program, work)  # warm-up: the seed's EVAL image, caches
+        for i in range(args.rounds):
+            times["bare"].append(bare(program, work))
+            times["sandbox"].append(sandbox(runner, program, work))
+            times["floor"].append(floor(cache, runtime, program))
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()))
+    _remove_bench_images(client)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    overhead = med["sandbox"] - med["bare"]
+    report = render(med, overhead, args.rounds, machine())
+    args.out.write_text(report)
+    print(report)
+    verdict = overhead <= 1.0 and overhead <= 1.5 * med["floor"]
+    raise SystemExit(0 if verdict else 1)
+
+
+def render(med: dict[str, float], overhead: float, rounds: int, where: str) -> str:
+    ratio = overhead / med["floor"]
+    return f"""# Benchmarks
+
+## Sandbox overhead per variant (`benchmarks/overhead.py`)
+
+Machine: {where}.
+Measured {time.strftime("%Y-%m-%d")}, medians of {rounds} interleaved rounds.
+
+| what | median |
+|---|---|
+| bare: `train.py` then `evaluate.py` as host processes | {med["bare"]:.3f} s |
+| sandbox: thin build + TRAIN + EVAL containers (`DockerRunner.run`) | {med["sandbox"]:.3f} s |
+| **overhead** (sandbox - bare) | **{overhead:.3f} s** |
+| floor: thin build + two no-op `docker run --rm` | {med["floor"]:.3f} s |
+| overhead / floor | {ratio:.2f}x |
+
+Targets: overhead at most 1.0 s ({"met" if overhead <= 1.0 else "NOT met"}) and at most 1.5x the
+floor measured in the same run ({"met" if ratio <= 1.5 else "NOT met"}).
+"""
+
+
+def _remove_bench_images(client) -> None:
+    for image in client.images.list(name=REPOSITORY, filters={"label": "selfprog.role=variant"}):
+        if any(t.startswith(f"{REPOSITORY}:bench-") for t in image.tags):
+            client.images.remove(image.id, force=True)
+
+
+if __name__ == "__main__":
+    main()
