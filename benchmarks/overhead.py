@@ -160,7 +160,8 @@ Measured {time.strftime("%Y-%m-%d")}, medians of {rounds} interleaved rounds.
 | overhead / floor | {ratio:.2f}x |
 
 Targets: overhead at most 1.0 s ({"met" if overhead <= 1.0 else "NOT met"}) and at most 1.5x the
-floor measured in the same run ({"met" if ratio <= 1.5 else "NOT met"}).
+floor measured in the same run ({"met" if ratio <= 1.5 else "NOT met"}). The machine may be
+shared with other work: compare only figures measured in the same run.
 """
 
 
