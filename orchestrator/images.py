@@ -81,6 +81,10 @@ def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], Non
     """
     if _exists(client, base):
         return base
+    if base == DEFAULT_BASE and _exists(client, OFFLINE_BASE):
+        # This host could not pull before; don't pay a failing pull on every start.
+        # `docker pull python:3.11-slim` by hand makes the first branch take it again.
+        return OFFLINE_BASE
     try:
         log(f"selfprog: pulling {base} ...")
         client.images.pull(base)
