@@ -52,8 +52,10 @@ def _target(
     if len(editable) == 1:
         return editable[0]
     hits = [p for p in editable if search and _count_any(files[p], search)]
-    if len(hits) != 1:
-        raise Rejected(Reason.NO_MATCH, f"block {n} names no file and matches {len(hits)} files")
+    if len(hits) > 1:
+        raise Rejected(Reason.AMBIGUOUS, f"block {n} names no file and matches files {hits}")
+    if not hits:
+        raise Rejected(Reason.NO_MATCH, f"block {n} names no file and matches none")
     return hits[0]
 
 

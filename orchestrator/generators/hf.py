@@ -104,14 +104,12 @@ class HFGenerator(LMGenerator):
             width = inputs["input_ids"].shape[1]
             room = max(1, min(self.config.max_new_tokens, self.context_tokens - width))
             torch.manual_seed(seed)
-            sample = self.config.temperature > 0
+            sampling = {"do_sample": False}
+            if self.config.temperature > 0:  # the model's own top_p/top_k defaults still apply
+                sampling = {"do_sample": True, "temperature": self.config.temperature}
             with torch.inference_mode():
-                output = self.model.generate(
-                    **inputs, max_new_tokens=room, do_sample=sample,
-                    temperature=self.config.temperature if sample else None,
-                    top_p=None, top_k=None,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
+                output = self.model.generate(**inputs, max_new_tokens=room, **sampling,
+                                             pad_token_id=self.tokenizer.pad_token_id)
         except (RuntimeError, ValueError, IndexError) as exc:
             for call in calls:
                 call.error = f"generate failed on {self.device}: {type(exc).__name__}: {exc}"

@@ -39,8 +39,8 @@ def check_files(
         raise Rejected(Reason.NOT_EDITABLE, f"touches {extra}; editable: {list(editable)}")
     for path, text in sorted(files.items()):
         size = len(text.encode())
-        cap = min(limits.max_file_bytes, int(len(parent.get(path, "")) * limits.max_growth))
-        cap = max(cap, min(limits.max_file_bytes, _SLACK_BYTES))
+        grown = int(len(parent.get(path, "").encode()) * limits.max_growth) + _SLACK_BYTES
+        cap = min(limits.max_file_bytes, grown)
         if size > cap:
             raise Rejected(Reason.TOO_LARGE, f"{path} is {size} bytes; the limit is {cap}")
     for path, text in sorted(files.items()):
