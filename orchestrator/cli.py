@@ -136,6 +136,39 @@ def new_task(
                   f"data/heldout, then `selfprog run {root}`", highlight=False)
 
 
+@app.command()
+def propose(
+    program_dir: Annotated[Path, typer.Argument(help="Program directory (with program.toml).")],
+    backend: Annotated[str, typer.Option(help="auto, hf, openai, self or mutate.")] = "auto",
+    n: Annotated[int, typer.Option(help="Proposals to draw.")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    model: Annotated[str | None, typer.Option(help="hf: hub id or folder; self: export folder; "
+                                               "openai: model name.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: the endpoint's base URL.")] = None,
+    from_spec: Annotated[bool, typer.Option(help="Write from the task spec (no parent).")] = False,
+) -> None:
+    """Draw proposals from a program's shipped source and print each diff or rejection."""
+    from orchestrator.generators.config import GeneratorConfig
+    from orchestrator.generators.preview import preview
+
+    data: dict = {"backend": backend}
+    if model:
+        section = {"hf": "hf", "self": "codelm", "openai": "openai"}.get(backend, "hf")
+        data[section] = {"model": model}
+    if base_url:
+        data["openai"] = {**data.get("openai", {}), "base_url": base_url}
+    try:
+        proposals = preview(program_dir, GeneratorConfig.model_validate(data), n, seed,
+                            from_spec, say=lambda m: console.print(m, highlight=False))
+    except SelfprogError as exc:
+        raise fail(exc) from None
+    for i, p in enumerate(proposals):
+        console.print(f"[bold]proposal {i}[/]: {'valid' if p.valid else p.rejection}",
+                      highlight=False)
+        if p.valid:
+            print(p.diff_parent, end="")
+
+
 @protocol_app.command("schema")
 def protocol_schema() -> None:
     """Print the protocol's JSON Schema (generated from the pydantic models)."""
