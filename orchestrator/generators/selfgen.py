@@ -142,7 +142,7 @@ class SelfGenerator:
         prefix = "\n".join(lines[:cut]) + "\n"
         region_bytes = len("\n".join(lines[cut:end]).encode())
         budget = min(self.codelm.max_new_bytes, max(64, 2 * region_bytes + 64))
-        prompt = prefix[-self.codelm.context_bytes:]
+        prompt = prefix.encode()[-self.codelm.context_bytes:].decode(errors="ignore")
         call = GenerationCall(self.name, self.model_name, prompt, "")
         started = time.monotonic()
         try:
