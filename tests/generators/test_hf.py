@@ -3,12 +3,15 @@ and a random model's invalid ones are rejections, not crashes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.generators.base import GenerationRequest, Parent
 from orchestrator.generators.config import GeneratorConfig, HFConfig
 from orchestrator.generators.reasons import Reason
+from orchestrator.program import Program
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +72,11 @@ def test_a_model_that_does_not_load_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="does not load"):
         HFGenerator(GeneratorConfig(hf=HFConfig(model=str(tmp_path))))
+
+
+def test_no_parent_writes_from_the_task_spec(hf):
+    task = Program.load(Path(__file__).resolve().parents[2] / "programs" / "tasks" / "digits")
+    (p,) = hf.propose(GenerationRequest(task, (), seed=0))
+    assert p.parent_id is None and p.call is not None
+    assert "Train data:" in p.call.prompt and "The skeleton to complete" in p.call.prompt
+    assert p.valid or p.rejection.split(":")[0] in set(Reason)
