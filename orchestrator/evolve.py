@@ -96,6 +96,10 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, resume: str
         outcome = evolution.run(on_tick)
         summary = write_outputs(store, program, summary_md)
         report = write_report(store, program)
+    except KeyboardInterrupt:  # stop this run's containers now; pending work waits for --resume
+        sweep(client, store.run_id)
+        store.set_run(state="interrupted")
+        raise
     finally:
         store.close()
     return Finished(outcome, store.folder, report, summary)

@@ -50,7 +50,7 @@ def render(evo: Evolution) -> Group:
     best = f"{s['best'][1]:.5g} ({s['best'][0]})" if s["best"] else "—"
     eta = f"{s['eta'] / 60:.1f} min" if s["eta"] is not None else "?"
     line = Text(f"best {metric}: {best}   variants {s['variants']}   evaluations {s['done']}   "
-                f"{s['throughput']:.2f}/min   queued {s['waiting']}   slot use "
+                f"queued {s['waiting']}\n{s['throughput']:.2f} evaluations/min   slot use "
                 f"{s['utilisation']:.0%}   elapsed {s['elapsed'] / 60:.1f} min   ETA {eta}")
     return Group(table, line)
 

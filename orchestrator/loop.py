@@ -9,16 +9,19 @@ from its store.
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from orchestrator.checkpoints import checkpoint
 from orchestrator.config import EvolveConfig
-from orchestrator.errors import GenerationError
+from orchestrator.errors import ConfigError, GenerationError
 from orchestrator.generators.base import (
     Failure,
     GenerationCall,
@@ -34,6 +37,16 @@ from orchestrator.selection import Candidate, Population, Verdict, make_strategy
 from orchestrator.slots import Done, Job, Slot, SlotPool
 from orchestrator.store import EvalRow, Store
 from orchestrator.summary import unified_diff
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class SelfImproving(Protocol):
+    """A generator that samples from the program's own exported model (the ``self`` backend)."""
+
+    def use(self, folder: str | Path) -> None: ...
+
 
 Validator = Callable[[Proposal, dict[str, str], set[str]], str | None]
 """(proposal, parent files, seen hashes) → why it is rejected, or None."""
@@ -171,14 +184,29 @@ class Evolution:
         row = self.store.variant(vid)
         verdict = self.population.consider(Candidate(vid, value, len(evs), row.idx), self.noise)
         self.store.set_verdict(vid, verdict.value, value)
+        best = self.population.best
+        if verdict is Verdict.ADMITTED and best is not None and best.variant_id == vid:
+            self.crown(row.folder / f"eval-{evs[0].seed}" / "artifacts")
         if verdict is Verdict.RECHECK:
             seed = max(e.seed for e in evs) + 1
             self.store.add_evaluation(vid, seed, "recheck")
             self.submit(next(e for e in self.store.evaluations("pending")
                              if e.variant_id == vid and e.seed == seed))
 
+    def crown(self, artifacts: Path) -> None:
+        """A new best: a generator that is the program itself now samples from its model."""
+        if not isinstance(self.generator, SelfImproving):
+            return
+        try:
+            self.generator.use(artifacts)
+        except ConfigError as exc:  # the new best's export does not load on the host
+            log.warning("the self generator keeps its model: %s", exc)
+
     # --- start, resume, finish -----------------------------------------------------------
     def start_or_resume(self) -> None:
+        if self.sweep is not None:  # containers of this run, or of any dead orchestrator
+            self.sweep(self.store.run_id)
+        self.store.set_run(state="running")
         if not self.store.variants():
             n = 1 if self.program.manifest.metric.noise is not None else \
                 self.cfg.selection.noise_seeds
@@ -187,8 +215,6 @@ class Evolution:
             self.add_variant(self.program.source_files(), None, None, seeds)
             return
         self.store.remove_debris()
-        if self.sweep is not None:
-            self.sweep(self.store.run_id)
         for row in self.store.variants():
             self.files[row.id] = row.files()
         done = [e for e in self.store.evaluations() if e.state == "done"]

@@ -185,3 +185,22 @@ def test_a_run_stopped_by_a_bug_resumes_without_losing_or_repeating_a_variant(tm
     assert not recorded & {(v, s) for v, s, _g, _c in second.calls}, "recorded work re-ran"
     assert_counts_add_up(again)
     assert out.best_id is not None
+
+
+class SelfFake(FakeGenerator):
+    """Stands in for the ``self`` backend: it is told where each new best's model is."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.used: list[Path] = []
+
+    def use(self, folder) -> None:
+        self.used.append(Path(folder))
+
+
+def test_a_self_generator_switches_to_each_new_best_variants_artifacts(tmp_path):
+    gen = SelfFake(script=[1.0, 0.5, 2.0])
+    evo, out = evolve(tmp_path, FakeRunner(), gen, **{"budget.variants": 3})
+    crowned = [v for v in evo.store.variants() if v.verdict == "admitted"]
+    assert gen.used[-1] == evo.store.variant(out.best_id).folder / "eval-0" / "artifacts"
+    assert len(gen.used) == len(crowned) == 3  # the seed, then X = 1.0, then X = 2.0
