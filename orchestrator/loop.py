@@ -92,7 +92,7 @@ class Evolution:
         try:
             while self.stop_reason is None or self.outstanding:
                 self.top_up()
-                for done in self.pool.results(timeout=0.5):
+                for done in self.pool.results(timeout=0.0 if self.hungry else 0.5):
                     self.record(done)
                 if on_tick:
                     on_tick(self)
@@ -100,10 +100,16 @@ class Evolution:
             self.pool.close()
         return self.finish()
 
-    def top_up(self) -> None:
-        """Generate until every slot has a job and ``lookahead`` more wait."""
+    @property
+    def hungry(self) -> bool:
+        """Fewer jobs than slots plus ``lookahead``, and the budget not spent."""
         want = len(self.pool.slots) + self.cfg.slots.lookahead
-        while self.stop_reason is None and self.outstanding < want:
+        return self.stop_reason is None and self.outstanding < want
+
+    def top_up(self) -> None:
+        """Make one proposal when the slots' queue runs short (results are recorded between
+        two generation calls, however slow the generator)."""
+        if self.hungry:
             self.stop_reason = self._budget_spent()
             if self.stop_reason is None:
                 self.propose(self.select_parent())
@@ -131,6 +137,10 @@ class Evolution:
             self.store.add_call(call, parent.variant_id, "error")
             self.rejections += 1
             return
+        if not proposals:
+            call = GenerationCall(self.generator.name, "", "", "", error="no proposal returned")
+            self.store.add_call(call, parent.variant_id, "error")
+            self.rejections += 1
         for proposal in proposals:
             self.admit(proposal, parent)
 

@@ -204,3 +204,16 @@ def test_a_self_generator_switches_to_each_new_best_variants_artifacts(tmp_path)
     crowned = [v for v in evo.store.variants() if v.verdict == "admitted"]
     assert gen.used[-1] == evo.store.variant(out.best_id).folder / "eval-0" / "artifacts"
     assert len(gen.used) == len(crowned) == 3  # the seed, then X = 1.0, then X = 2.0
+
+
+class Silent(FakeGenerator):
+    def propose(self, request):
+        self.requests.append(request)
+        return []
+
+
+def test_a_generator_that_returns_nothing_ends_the_run_instead_of_spinning(tmp_path):
+    evo, out = evolve(tmp_path, FakeRunner(), Silent(), **{"budget.max_rejections": 5})
+    assert out.reason == "generator gave no new variant in 5 calls"
+    assert len(evo.generator.requests) == 5
+    assert out.best_id == evo.seed_id
