@@ -108,3 +108,17 @@ def test_a_scaffolded_task_runs_as_it_is_once_given_data(tmp_path, kind, metric)
                                         "SELFPROG_DATA": str(root / "data/heldout")})
     value = [m for m in msgs if m["type"] == "result"][0]["metrics"][metric]
     assert value > 0.9 if kind == "classification" else value < 1.5  # target's std is 3
+
+
+def test_new_task_command_scaffolds_once_and_refuses_to_overwrite(tmp_path):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    cli = CliRunner()
+    args = ["new-task", "mytask", "--kind", "regression", "--parent", str(tmp_path)]
+    first = cli.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert Task.load(tmp_path / "mytask").program.manifest.metric.goal == "minimize"
+    again = cli.invoke(app, ["new-task", "mytask", "--parent", str(tmp_path)])
+    assert again.exit_code == 2 and "already exists" in again.output
