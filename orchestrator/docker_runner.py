@@ -83,10 +83,13 @@ class DockerRunner:
     def _gpu_ids(self, request: RunRequest) -> tuple[int, ...]:
         program = request.variant.program
         needed = program.manifest.resources.gpus
-        if not needed:
-            return ()
-        if self._gpu_runtime is None:
+        if self._gpu_runtime is None and (needed or request.gpu_ids):
             self._gpu_runtime = gpu_runtime(self.client)
+        if not needed:
+            # gpus = 0 means "needs none", not "may use none": a slot that owns GPUs lends them,
+            # and a program that sees CUDA uses it (codelm does). Without a GPU runtime it runs
+            # on the CPU, as it would anywhere else.
+            return tuple(request.gpu_ids) if self._gpu_runtime else ()
         if not self._gpu_runtime:
             raise GpuUnavailableError(
                 f"program {program.name!r} needs {needed} GPU(s) but this Docker engine has no "
