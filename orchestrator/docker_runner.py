@@ -193,7 +193,15 @@ class DockerRunner:
             create=hard.create_kwargs(res, self.hardening, cpus=cpus, env=env, mounts=mounts,
                                       gpu_ids=gpu_ids),
             timeout_s=res.timeout_s, grace_s=self.grace_s,
+            cpu_limit_s=cpu_cap(res.budget_s(False), cpus) if stage == "train" and not gpu_ids
+            else None,
             copy_out=artifacts if stage == "train" else None, copy_cap=res.disk_bytes)
+
+
+def cpu_cap(budget_s: float, cpus: float) -> float:
+    """CPU-seconds a CPU TRAIN stage may use: its budget on every core it has, half again for
+    start-up and export, plus 10 s. A variant that drops the budget check gains nothing past it."""
+    return budget_s * cpus * 1.5 + 10.0
 
 
 class _Background:

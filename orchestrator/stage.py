@@ -22,6 +22,7 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 from requests.exceptions import RequestException
 
+from orchestrator import cgroup
 from orchestrator.artifacts import extract
 from orchestrator.errors import InfraError
 from orchestrator.result import StageResult, Status
@@ -42,6 +43,9 @@ class StageSpec:
     timeout_s: float
     grace_s: float
     variant_id: str
+    cpu_limit_s: float | None = None
+    """CPU-seconds (all processes together) after which the stage is stopped like a timeout:
+    the training budget's trusted side, since the code that honours the budget is the variant's."""
     copy_out: Path | None = None
     """TRAIN: the folder that receives the capped copy of ``/out``."""
     copy_cap: int = 0
@@ -55,25 +59,51 @@ class StageOutcome:
 
 
 class Watchdog:
-    """SIGTERM at the deadline, SIGKILL ``grace_s`` later, from a thread of its own."""
+    """SIGTERM at the deadline, SIGKILL ``grace_s`` later, from a thread of its own.
 
-    def __init__(self, api: Any, container: str, timeout_s: float, grace_s: float):
+    Each second it also reads the container's cgroup from the host: its CPU time, stopped the
+    same way past ``cpu_limit_s``, and its peak memory (a figure the variant cannot forge).
+    """
+
+    def __init__(self, api: Any, container: str, timeout_s: float, grace_s: float,
+                 cpu_limit_s: float | None = None):
         self.api, self.container = api, container
+        self.grace_s, self.cpu_limit_s = grace_s, cpu_limit_s
         self.fired = False
+        self.cpu_exceeded: float | None = None
+        """CPU-seconds seen when the CPU cap stopped the stage."""
+        self.peak_memory: int | None = None
         self.error: Exception | None = None
         """An engine failure while killing, raised by the stage as an ``InfraError``."""
+        self._stop = threading.Event()
         self.timers = [threading.Timer(timeout_s, self._term),
                        threading.Timer(timeout_s + grace_s + 1.0, self._kill)]
+        self._poller = threading.Thread(target=self._poll, daemon=True)
         for timer in self.timers:
             timer.daemon = True
 
     def start(self) -> None:
         for timer in self.timers:
             timer.start()
+        self._poller.start()
 
     def cancel(self) -> None:
+        self._stop.set()
         for timer in self.timers:
             timer.cancel()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(1.0):
+            peak = cgroup.peak_memory_bytes(self.container)
+            if peak is not None:
+                self.peak_memory = max(peak, self.peak_memory or 0)
+            used = cgroup.cpu_seconds(self.container) if self.cpu_limit_s else None
+            if used is not None and used > self.cpu_limit_s and not self.fired:
+                self.cpu_exceeded = used
+                self._term()
+                if not self._stop.wait(self.grace_s + 1.0):
+                    self._kill()
+                return
 
     def _term(self) -> None:
         self.fired = True
@@ -111,7 +141,8 @@ def run_stage(client: docker.DockerClient, spec: StageSpec, log_path: Path,
         stream = StageStream(spec.stage, log, events)
         try:
             container = _create(client.api, spec)
-            watchdog = Watchdog(client.api, container, spec.timeout_s, spec.grace_s)
+            watchdog = Watchdog(client.api, container, spec.timeout_s, spec.grace_s,
+                                spec.cpu_limit_s)
             started = time.monotonic()
             client.api.start(container)
             watchdog.start()
@@ -134,7 +165,7 @@ def run_stage(client: docker.DockerClient, spec: StageSpec, log_path: Path,
                 defer(lambda: _remove(client.api, container, spec, log_path))
             elif container is not None:
                 _remove(client.api, container, spec, log_path)
-    result = classify(spec, stream, state, watchdog.fired, duration)
+    result = classify(spec, stream, state, watchdog, duration)
     result.log_path = str(log_path)
     return StageOutcome(result, stream, problems)
 
@@ -185,14 +216,18 @@ def _remove(api: Any, container: str, spec: StageSpec, log_path: Path) -> None:
             time.sleep(0.5)
 
 
-def classify(spec: StageSpec, stream: StageStream, state: dict[str, Any], timed_out: bool,
+def classify(spec: StageSpec, stream: StageStream, state: dict[str, Any], watchdog: Watchdog,
              duration: float) -> StageResult:
-    """The stage's status from what the harness said and what the engine saw."""
+    """The stage's status from what the harness said and what the engine and cgroup saw."""
     exit = stream.exit
     code = exit.code if exit is not None else state.get("ExitCode")
     oom = bool(state.get("OOMKilled")) or bool(exit is not None and exit.oom_kills)
     status, error = Status.OK, None
-    if timed_out:
+    if watchdog.cpu_exceeded is not None:
+        status, error = Status.TIMEOUT, (
+            f"used {watchdog.cpu_exceeded:.0f} CPU-seconds, past its cap of "
+            f"{spec.cpu_limit_s:g} (the training budget's), and was killed")
+    elif watchdog.fired:
         status, error = Status.TIMEOUT, f"ran past its {spec.timeout_s:g} s deadline and was killed"
     elif oom and code != 0:
         status, error = Status.OOM, "hit its memory limit and was killed"
@@ -204,8 +239,15 @@ def classify(spec: StageSpec, stream: StageStream, state: dict[str, Any], timed_
         status, error = Status.CRASH, _describe_code(code)
     return StageResult(
         stage=spec.stage, status=status, exit_code=code, duration_s=round(duration, 4),
-        peak_memory_bytes=exit.peak_memory_bytes if exit is not None else None,
+        peak_memory_bytes=_peak(exit.peak_memory_bytes if exit is not None else None,
+                                watchdog.peak_memory),
         messages=stream.messages, violations=list(stream.violations), error=error)
+
+
+def _peak(reported: int | None, seen: int | None) -> int | None:
+    """The larger of the harness's figure and the host's: a variant can only over-report."""
+    known = [v for v in (reported, seen) if v is not None]
+    return max(known) if known else None
 
 
 def _describe_code(code: int) -> str:

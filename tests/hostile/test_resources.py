@@ -20,6 +20,16 @@ def test_an_infinite_loop_is_killed_at_the_deadline(hostile):
     assert time.monotonic() - start < 15
 
 
+def test_a_variant_that_ignores_its_training_budget_is_stopped_at_the_cpu_cap(hostile):
+    # The budget check lives in the variant's own code: only the host's CPU cap makes it hold.
+    out = hostile("while True:\n    pass\n", timeout_s=60, time_budget_s=1)
+    train = out.result.stages[0]
+    assert out.result.status is Status.TIMEOUT
+    assert "CPU-seconds" in train.error
+    assert train.duration_s < 40, "stopped by the CPU cap (11.5 s), not the 60 s deadline"
+    assert train.peak_memory_bytes and train.peak_memory_bytes > 1024**2
+
+
 def test_a_process_ignoring_sigterm_is_killed_after_the_grace(hostile):
     out = hostile("""
         import signal, time

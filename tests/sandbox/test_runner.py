@@ -90,3 +90,15 @@ def test_sweep_removes_what_a_dead_orchestrator_left_and_keeps_the_living(docker
 
 def _exists(client, container_id: str) -> bool:
     return bool(client.api.containers(all=True, filters={"id": container_id}))
+
+
+def test_a_slots_gpus_are_lent_to_a_program_that_needs_none_only_with_a_gpu_runtime(
+        docker_client, tmp_path):
+    program = Program.load(TINY)
+    assert program.manifest.resources.gpus == 0
+    request = RunRequest(variant=Variant(program, program.source_files()), run_id="gpu-lend",
+                         folder=tmp_path / "v", gpu_ids=(2, 3))
+    runner = DockerRunner(docker_client)
+    assert runner._gpu_ids(request) == (), "no GPU runtime here: the program runs on the CPU"
+    runner._gpu_runtime = True  # as on a workstation whose engine has the NVIDIA runtime
+    assert runner._gpu_ids(request) == (2, 3)
