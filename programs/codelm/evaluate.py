@@ -29,7 +29,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sandbox import report
+try:
+    from sandbox import report
+except ModuleNotFoundError:  # run bare from a checkout where selfprog is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from sandbox import report
 
 EVAL_BYTES = 98_304
 """Held-out bytes scored for val_bpb: fixed, so every variant is judged on the same text."""

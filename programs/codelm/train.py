@@ -18,6 +18,7 @@ import json
 import lzma
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +27,11 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from sandbox import report  # noqa: E402
+try:
+    from sandbox import report
+except ModuleNotFoundError:  # run bare from a checkout where selfprog is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from sandbox import report
 
 # --- search space: capacity, architecture, learning dynamics -------------------------------------
 # Each constant declares the range a mutation may draw from. Any point of this space trains:
