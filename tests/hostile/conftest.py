@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from hostile.kit import HOST_SECRET, Outcome, assert_contained, make_program, snapshot
 from orchestrator.docker_runner import DockerRunner
 from orchestrator.runner import RunRequest, Variant
+from tests.hostile.kit import HOST_SECRET, Outcome, assert_contained, make_program, snapshot
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from hostile.kit import TRUTH
 from orchestrator.result import Status
 from orchestrator.telemetry import MAX_FILE_BYTES
+from tests.hostile.kit import TRUTH
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
