@@ -41,19 +41,20 @@ def evolve(
     run_id: Annotated[str | None, typer.Option(help="Override: the run folder's name.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override any key: "
                                                    "selection.k=3 (repeatable).")] = None,
-    live: Annotated[bool, typer.Option(help="Live progress table.")] = True,
+    live: Annotated[bool, typer.Option(help="Live progress: a table on a terminal, a line per "
+                                       "finished evaluation in a log.")] = True,
 ) -> None:
     """Evolve a program: generate, build, run and select variants until the budget is spent."""
     from orchestrator.config import parse_override
     from orchestrator.evolve import run_evolution
-    from orchestrator.live import LiveView
+    from orchestrator.live import LineView, LiveView
 
     named = {"program": program, "budget.variants": variants, "slots.count": slots,
              "budget.wall_time_s": minutes * 60 if minutes is not None else None,
              "generator.backend": generator, "run_id": run_id}
     overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in named.items()
                  if v is not None}
-    view = LiveView(console) if live else None
+    view = (LiveView(console) if console.is_terminal else LineView(console)) if live else None
 
     def started(evo) -> None:
         _say(f"run {evo.store.run_id}: {evo.program.name}, {len(evo.pool.slots)} slot(s), "

@@ -70,3 +70,29 @@ class LiveView:
 
     def stop(self) -> None:
         self.live.stop()
+
+
+class LineView:
+    """Progress for logs and CI (no terminal): one line each time an evaluation finishes."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.reported = 0
+
+    def start(self, evo: Evolution) -> None:
+        self.reported = len(evo.durations)
+
+    def tick(self, evo: Evolution) -> None:
+        if len(evo.durations) == self.reported:
+            return
+        self.reported = len(evo.durations)
+        s = snapshot(evo)
+        best = f"{s['best'][1]:.5g} ({s['best'][0]})" if s["best"] else "—"
+        eta = f"   ETA {s['eta'] / 60:.1f} min" if s["eta"] is not None else ""
+        self.console.print(
+            f"[{s['elapsed'] / 60:5.1f} min] evaluations {s['done']}   variants {s['variants']}"
+            f"   best {evo.metric} {best}   slot use {s['utilisation']:.0%}{eta}",
+            highlight=False)
+
+    def stop(self) -> None:
+        """Nothing to close: every line is already printed."""

@@ -21,11 +21,13 @@ def test_evolve_runs_real_containers_and_leaves_a_report_a_summary_and_the_best_
     runs, md = tmp_path / "runs", tmp_path / "summary.md"
     cli = CliRunner()
     try:
-        done = cli.invoke(app, ["evolve", "--no-live", "--program", str(program.root),
+        done = cli.invoke(app, ["evolve", "--program", str(program.root),
                                 "--variants", "6", "--generator", "mutate", "--run-id", "ci",
                                 "--set", f'runs_dir="{runs}"', "--summary-md", str(md)])
         assert done.exit_code == 0, done.output
         folder = runs / "ci"
+        # no terminal here (as in CI): progress is one line per finished evaluation
+        assert done.output.count("] evaluations ") >= 7, done.output
         assert f"report: {folder / 'report.html'}" in done.output
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["counts"]["variants"] == 7 and summary["counts"]["pending"] == 0
