@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.docsection import write_section  # noqa: E402
 from orchestrator.docker_runner import DockerRunner  # noqa: E402
 from orchestrator.engine import connect  # noqa: E402
 from orchestrator.images import ensure_runtime  # noqa: E402
@@ -136,7 +137,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     overhead = med["sandbox"] - med["bare"]
     report = render(med, overhead, args.rounds, machine())
-    args.out.write_text(report)
+    write_section(args.out, report)
     print(report)
     verdict = overhead <= 1.0 and overhead <= 1.5 * med["floor"]
     raise SystemExit(0 if verdict else 1)
@@ -144,9 +145,7 @@ def main() -> None:
 
 def render(med: dict[str, float], overhead: float, rounds: int, where: str) -> str:
     ratio = overhead / med["floor"]
-    return f"""# Benchmarks
-
-## Sandbox overhead per variant (`benchmarks/overhead.py`)
+    return f"""## Sandbox overhead per variant (`benchmarks/overhead.py`)
 
 Machine: {where}.
 Measured {time.strftime("%Y-%m-%d")}, medians of {rounds} interleaved rounds.
@@ -162,6 +161,10 @@ Measured {time.strftime("%Y-%m-%d")}, medians of {rounds} interleaved rounds.
 Targets: overhead at most 1.0 s ({"met" if overhead <= 1.0 else "NOT met"}) and at most 1.5x the
 floor measured in the same run ({"met" if ratio <= 1.5 else "NOT met"}). The machine may be
 shared with other work: compare only figures measured in the same run.
+
+What the sandbox adds over the floor: the `/out` volume, copying `/out` out of the live TRAIN
+container, the harness's own Python start in each stage, reading the protocol stream and the
+host-side cgroup watchdog; TRAIN's container is removed while EVAL runs.
 """
 
 
