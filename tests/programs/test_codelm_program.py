@@ -25,7 +25,8 @@ PROGRAMS = [CODELM, *sorted((ROOT / "programs" / "tasks").glob("*/"))]
 
 
 def bare(script: Path, **env: str) -> tuple[int, list[dict], str]:
-    full = {**os.environ, "PYTHONPATH": str(ROOT), "SELFPROG_SEED": "0", **env}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    full = {**os.environ, "PYTHONPATH": path, "SELFPROG_SEED": "0", **env}
     done = subprocess.run([sys.executable, str(script)], env=full, capture_output=True,
                           text=True, timeout=180, check=False)
     msgs = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
