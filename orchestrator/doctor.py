@@ -42,7 +42,8 @@ def run_checks(min_free_gb: float = 10) -> list[Check]:
             wanted = flavour == "cpu" or gpus > 0
             checks.append(Check(
                 f"{flavour} runtime image", bool(tags) or not wanted,
-                f"built ({tags[0]})" if tags else "not built",
+                f"built ({tags[0]})" if tags else
+                "not built" + ("" if wanted else " (not needed: no NVIDIA GPU here)"),
                 "" if tags or not wanted else f"run `make images{' GPU=1' * (flavour == 'gpu')}`",
             ))
         client.close()
