@@ -92,8 +92,8 @@ def probe():
                 if name.endswith(".xz"):
                     try:
                         body = lzma.decompress(body)
-                    except lzma.LZMAError:
-                        pass
+                    except lzma.LZMAError:  # not xz after all: its raw bytes are scanned
+                        counts["unreadable_xz"] = counts.get("unreadable_xz", 0) + 1
                 if digest == held_sha or any(s in body for s in snippets):
                     counts["heldout_snippets"] += 1
                     found.append(path)
