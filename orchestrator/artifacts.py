@@ -1,9 +1,11 @@
 """Copying the TRAIN stage's artifacts out of its container, capped and defanged.
 
 The tar stream from the engine is read as a stream (never whole into memory), and only regular
-files and folders with plain relative names are written, under one folder, up to a byte and a
-file-count cap. Links, devices and names that climb out (``..``, absolute) are skipped and
-reported: the variant wrote them, so they are hostile until shown otherwise.
+files and folders with plain relative names are written, under one folder, up to a byte and an
+entry cap (folders count, parents included, so empty folders cost the host no more than files).
+Links, devices and names that climb out (``..``, absolute) are skipped and reported: the variant
+wrote them, so they are hostile until shown otherwise. A name the host refuses (too long, a file
+where a folder should be) is a reported problem too, never an exception.
 """
 
 from __future__ import annotations
@@ -16,14 +18,31 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 MAX_FILES = 1000
-"""Most files copied out of one TRAIN stage."""
+"""Most entries (files and folders together) copied out of one TRAIN stage."""
+MAX_PROBLEMS = 20
+"""Problems kept word for word per copy; the rest are only counted."""
 
 
 @dataclass
 class CopyReport:
     files: int = 0
+    """Regular files written."""
     bytes: int = 0
+    """Bytes of file content written."""
+    entries: int = 0
+    """Files and folders (parents included) written: what ``MAX_FILES`` caps."""
+    folders: set[tuple[str, ...]] = field(default_factory=set)
+    """Folders made so far, as parts relative to ``dest`` (at most ``MAX_FILES``)."""
     problems: list[str] = field(default_factory=list)
+    """What was skipped and why, at most ``MAX_PROBLEMS`` word for word."""
+    dropped_problems: int = 0
+    """Problems past ``MAX_PROBLEMS``, only counted."""
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+        else:
+            self.dropped_problems += 1
 
 
 class _ChunkReader(io.RawIOBase):
@@ -67,10 +86,13 @@ def extract(chunks: Iterable[bytes], dest: Path, cap_bytes: int) -> CopyReport:
         with tarfile.open(fileobj=io.BufferedReader(raw), mode="r|") as tar:
             for member in tar:
                 _member(tar, member, dest, cap_bytes, report)
+                tar.members.clear()  # a streaming TarFile keeps every header otherwise
     except tarfile.TarError as exc:
-        report.problems.append(f"artifact archive unreadable: {exc}")
+        report.problem(f"artifact archive unreadable: {exc}")
     if raw.over:
-        report.problems.append(f"artifacts over the {cap_bytes}-byte cap: the rest was dropped")
+        report.problem(f"artifacts over the {cap_bytes}-byte cap: the rest was dropped")
+    if report.dropped_problems:
+        report.problems.append(f"({report.dropped_problems} more artifact problems, not kept)")
     return report
 
 
@@ -80,28 +102,36 @@ def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, cap: int,
     if not parts:
         return
     if any(p in ("..", "") for p in parts) or PurePosixPath(member.name).is_absolute():
-        report.problems.append(f"artifact with an unsafe name skipped: {member.name[:100]!r}")
+        report.problem(f"artifact with an unsafe name skipped: {member.name[:100]!r}")
         return
+    if not member.isdir() and not member.isreg():
+        report.problem(f"artifact not a regular file, skipped: {member.name[:90]!r}")
+        return
+    folders = [parts[:i] for i in range(1, len(parts) + member.isdir())]
+    new = [f for f in folders if f not in report.folders]
+    if (report.entries + len(new) + member.isreg() > MAX_FILES
+            or report.bytes + max(member.size, 0) > cap):
+        report.problem(f"artifact over the caps skipped: {member.name[:100]!r}")
+        return
+    report.folders.update(new)  # counted before trying: a failed mkdir may have made some
+    report.entries += len(new) + member.isreg()
     target = dest.joinpath(*parts)
-    if member.isdir():
-        target.mkdir(parents=True, exist_ok=True)
+    try:  # the host may refuse what the container allowed: too long a name, a file/folder clash
+        (target if member.isdir() else target.parent).mkdir(parents=True, exist_ok=True)
+        if member.isreg():
+            _copy(tar, member, target)
+    except OSError as exc:
+        report.problem(f"artifact {member.name[:100]!r} not copied: {exc.strerror or exc}")
         return
-    if not member.isreg():
-        report.problems.append(f"artifact not a regular file, skipped: {member.name[:90]!r}")
-        return
-    if report.files >= MAX_FILES or report.bytes + member.size > cap:
-        report.problems.append(f"artifact over the caps skipped: {member.name[:100]!r}")
-        return
+    if member.isreg():
+        report.files += 1
+        report.bytes += member.size
+
+
+def _copy(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
     source = tar.extractfile(member)
     if source is None:
-        return
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with source, target.open("wb") as out:
-            shutil.copyfileobj(source, out)
-    except OSError as exc:  # e.g. a file and a folder of the same name
-        report.problems.append(f"artifact {member.name[:100]!r} not copied: {exc.strerror}")
-        return
+        raise OSError(f"no data for {member.name[:100]!r}")
+    with source, target.open("wb") as out:
+        shutil.copyfileobj(source, out)
     target.chmod(0o644)
-    report.files += 1
-    report.bytes += member.size
