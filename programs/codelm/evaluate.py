@@ -12,10 +12,18 @@ corpus:
   params           parameters of the loaded module (counted here, not taken from the variant)
   eval_peak_rss_mb, eval_s   cost of this evaluation
   train_bytes_per_s          as the train stage reported it (telemetry, not verified)
+
+The module is untrusted code, so two rules keep it from forging its score. Every call gets a
+fresh copy, loaded from the same bytes: nothing it remembers from one input can help it on the
+next. And every scored batch is checked for reading ahead: each window is run again with the
+bytes after a cut replaced by other held-out text, at a cut drawn from the operating system's
+randomness (so the module cannot know where), and the predictions up to the cut must not move.
+A module whose prediction of byte t looks at byte t or later fails the evaluation.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import lzma
 import math
@@ -43,6 +51,8 @@ MAX_LINE = 48
 """Longest line body (after its indentation) in the completion test, in bytes."""
 BATCH = 16
 MAX_CONTEXT = 4096
+CAUSAL_ATOL = 1e-3
+"""How far a logit before the cut may move when the text after it changes (float noise only)."""
 
 
 def fail(kind: str, message: str) -> None:
@@ -50,7 +60,26 @@ def fail(kind: str, message: str) -> None:
     sys.exit(1)
 
 
-def load_model(out: Path) -> tuple[torch.jit.ScriptModule, int]:
+class Fresh:
+    """Calls the exported module, a new copy each time: it cannot carry state between inputs."""
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+        self.module = self.load()  # fails here, once, if it does not load
+
+    def load(self) -> torch.jit.ScriptModule:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(io.BytesIO(self.blob), map_location="cpu").eval()
+
+    def __call__(self, idx: torch.Tensor):
+        return self.load()(idx)
+
+    def parameters(self):
+        return self.module.parameters()
+
+
+def load_model(out: Path) -> tuple[Fresh, int]:
     try:
         meta = json.loads((out / "model.json").read_text())
     except (OSError, ValueError) as exc:
@@ -59,15 +88,13 @@ def load_model(out: Path) -> tuple[torch.jit.ScriptModule, int]:
     if not isinstance(context, int) or isinstance(context, bool) or not 0 < context <= MAX_CONTEXT:
         fail("artifact", f"model.json: context must be an integer in 1..{MAX_CONTEXT}: {context!r}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(out / "model.pt"), map_location="cpu")
+        module = Fresh((out / "model.pt").read_bytes())
     except (OSError, RuntimeError, ValueError) as exc:
         fail("artifact", f"model.pt is not a loadable TorchScript module: {exc}")
-    return module.eval(), context
+    return module, context
 
 
-def logits_of(module: torch.jit.ScriptModule, idx: torch.Tensor) -> torch.Tensor:
+def logits_of(module: Fresh, idx: torch.Tensor) -> torch.Tensor:
     try:
         out = module(idx)
     except RuntimeError as exc:
@@ -89,11 +116,32 @@ def score_bytes(module, context: int, text: torch.Tensor) -> tuple[float, float]
     for i in range(0, len(starts), BATCH):
         chunk = torch.stack([text[s : s + context + 1] for s in starts[i : i + BATCH]]).long()
         logits = logits_of(module, chunk[:, :-1])
+        check_causal(module, logits, chunk[:, :-1], text, [s + len(text) // 2 for s in
+                                                          starts[i : i + BATCH]])
         target = chunk[:, 1:]
         nats += F.cross_entropy(logits.reshape(-1, 256), target.reshape(-1), reduction="sum").item()
         hits += int((logits.argmax(-1) == target).sum())
         count += target.numel()
     return nats / count / math.log(2), hits / count
+
+
+def check_causal(module: Fresh, logits: torch.Tensor, idx: torch.Tensor, text: torch.Tensor,
+                 donors: list[int]) -> None:
+    """Fail unless the logits up to a secret cut per row ignore every byte after it."""
+    rows, width = idx.shape
+    if width < 2:
+        return
+    secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
+    cuts = torch.randint(0, width - 1, (rows,), generator=secret)
+    span = len(text) - width
+    other = torch.stack([text[d % span : d % span + width] for d in donors]).long()
+    after = torch.arange(width)[None, :] > cuts[:, None]
+    changed = torch.where(after, other, idx)
+    again = logits_of(module, changed)
+    moved = (again - logits).abs().masked_fill(after[..., None], 0.0).amax()
+    if not moved <= CAUSAL_ATOL * (1.0 + logits.abs().amax()):
+        fail("model", "reads ahead: its predictions of earlier bytes changed when only later "
+             f"bytes did (by {float(moved):.3g}); a language model may only look back")
 
 
 def pick_lines(raw: bytes, context: int) -> list[tuple[bytes, bytes]]:

@@ -81,6 +81,46 @@ def test_evaluator_refuses_an_export_with_the_wrong_interface(tmp_path):
     assert rc == 1 and "forward" in [m for m in msgs if m["type"] == "error"][0]["message"]
 
 
+class _ReadsAhead(torch.nn.Module):
+    """A forger: predicts byte t+1 by reading it from the input (it scored 0.019 bits per byte)."""
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        ahead = torch.cat([idx[:, 1:], idx[:, -1:]], dim=1)
+        return torch.nn.functional.one_hot(ahead, 256).float() * 30.0
+
+
+class _Remembers(torch.nn.Module):
+    """A forger that honest-looks per call but would replay what an earlier call saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = torch.zeros(1)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        self.calls += 1.0
+        return torch.zeros(idx.shape[0], idx.shape[1], 256) + self.calls[0]
+
+
+@pytest.mark.slow
+def test_a_model_that_reads_ahead_cannot_forge_its_bits_per_byte(tmp_path):
+    torch.jit.script(_ReadsAhead()).save(str(tmp_path / "model.pt"))
+    (tmp_path / "model.json").write_text(json.dumps({"context": 128}))
+    rc, msgs, _ = bare(CODELM / "evaluate.py", SELFPROG_OUT=str(tmp_path),
+                       SELFPROG_DATA=str(CODELM / "data" / "heldout"))
+    assert rc == 1 and not [m for m in msgs if m["type"] == "result"]
+    assert "reads ahead" in [m for m in msgs if m["type"] == "error"][0]["message"]
+
+
+def test_every_call_of_the_evaluator_gets_a_fresh_model(tmp_path):
+    spec = importlib.util.spec_from_file_location("codelm_evaluate", CODELM / "evaluate.py")
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    torch.jit.script(_Remembers()).save(str(tmp_path / "model.pt"))
+    fresh = evaluate.Fresh((tmp_path / "model.pt").read_bytes())
+    idx = torch.zeros(1, 4, dtype=torch.long)
+    assert [float(fresh(idx)[0, 0, 0]) for _ in range(3)] == [1.0, 1.0, 1.0]
+
+
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.name)
 def test_every_search_setting_is_declared_and_its_value_is_in_range(program):
     text = (program / "train.py").read_text()
