@@ -19,6 +19,8 @@ MAX_VIOLATIONS = 20
 """Violations kept word for word per stage; the rest are only counted."""
 MAX_FILE_BYTES = 2 * 1024 * 1024
 """Most bytes written to a stage's log and to its share of ``events.jsonl``."""
+MAX_TELEMETRY_KEYS = 64
+"""Distinct progress metric names kept per stage; later new names are dropped (one violation)."""
 _SLACK = 64 * 1024
 FORGED = "forged result: the train stage sent a result, which is never trusted"
 
@@ -56,6 +58,8 @@ class StageStream:
         self.result: Result | None = None
         self.artifacts: list[Artifact] = []
         self.telemetry: dict[str, float] = {}
+        self.dropped_keys = 0
+        """Progress metrics not kept because their names came past ``MAX_TELEMETRY_KEYS``."""
         self.over_cap = False
 
     @property
@@ -123,11 +127,23 @@ class StageStream:
             else:
                 self.result = message
         elif isinstance(message, Progress):
-            self.telemetry.update(message.metrics)
+            self.progress(message.metrics)
             self.telemetry["step"] = float(message.step)
             self.telemetry["progress_messages"] = self.telemetry.get("progress_messages", 0) + 1
         elif isinstance(message, Artifact) and len(self.artifacts) < 1000:
             self.artifacts.append(message)
+
+    def progress(self, metrics: dict[str, float]) -> None:
+        """Keep the latest values, but never more than ``MAX_TELEMETRY_KEYS`` distinct names."""
+        limit = MAX_TELEMETRY_KEYS - (0 if "step" in self.telemetry else 2)  # and progress_messages
+        for name, value in metrics.items():
+            if name in self.telemetry or len(self.telemetry) < limit:
+                self.telemetry[name] = value
+                continue
+            if not self.dropped_keys:
+                self.violate(f"over {MAX_TELEMETRY_KEYS} distinct progress metrics: "
+                             "later new names dropped")
+            self.dropped_keys += 1
 
     def violate(self, text: str) -> None:
         self.violation_count += 1

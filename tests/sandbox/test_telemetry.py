@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from orchestrator.telemetry import FORGED, StageStream
+from orchestrator.telemetry import FORGED, MAX_TELEMETRY_KEYS, StageStream
 from sandbox.limits import MAX_LINE_BYTES
 
 
@@ -52,3 +52,14 @@ def test_reading_stops_at_exit():
 def test_violations_kept_are_capped():
     s = stream("train", *[b"bad"] * 500)
     assert s.violation_count == 500 and len(s.violations) <= 21
+
+
+def test_distinct_progress_metric_names_are_capped():
+    lines = [line(type="progress", step=i, metrics={f"k{i}_{j}": 1.0 for j in range(50)})
+             for i in range(100)]
+    s = stream("train", *lines, line(type="progress", step=100, metrics={"k0_0": 7.0}))
+    assert len(s.telemetry) == MAX_TELEMETRY_KEYS
+    assert s.telemetry["k0_0"] == 7.0 and s.telemetry["step"] == 100.0  # kept names still update
+    assert s.telemetry["progress_messages"] == 101
+    assert s.dropped_keys == 5000 - (MAX_TELEMETRY_KEYS - 2)
+    assert len([v for v in s.violations if "distinct progress metrics" in v]) == 1
