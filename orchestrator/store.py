@@ -16,7 +16,6 @@ the store is finished exactly once, and nothing proposed and recorded is lost.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import time
@@ -286,11 +285,11 @@ class Store:
 
 _VCOLS = "id, idx, parent_id, folder, diff, seed_diff, created, collected, verdict, value"
 _ECOLS = ("id, variant_id, seed, purpose, state, attempts, status, metric, duration_s, finished, "
-          "result")
+          "json_extract(result, '$.error')")
+"""The error is read in SQL: the loop lists evaluations each step, and a result can be large."""
 
 
 def _eval(r: tuple) -> EvalRow:
-    error = json.loads(r[10]).get("error") if r[10] else None
     return EvalRow(id=r[0], variant_id=r[1], seed=r[2], purpose=r[3], state=r[4], attempts=r[5],
                    status=Status(r[6]) if r[6] else None, metric=r[7], duration_s=r[8],
-                   finished=r[9], error=error)
+                   finished=r[9], error=r[10])

@@ -41,3 +41,16 @@ def test_an_evaluation_is_finished_once_and_only_once(tmp_path):
 def test_opening_a_folder_that_is_not_a_run_is_a_store_error(tmp_path):
     with pytest.raises(StoreError, match="not a run"):
         Store(tmp_path / "nothing")
+
+
+def test_evaluations_carry_the_results_error_read_in_sql(tmp_path):
+    store = Store(tmp_path / "r", create=True)
+    store.init_run(tmp_path, "{}")
+    add(store, "aaaa", "x = 1\n")
+    add(store, "bbbb", "x = 2\n")
+    failed, ok = store.evaluations("pending")
+    store.finish_evaluation(failed, VariantResult(variant_id="aaaa", status=Status.CRASH,
+                                                  error="exited with code 1"), 1.0)
+    store.finish_evaluation(ok, VariantResult(variant_id="bbbb", status=Status.OK,
+                                              metrics={"m": 1.0}), 1.0)
+    assert [e.error for e in store.evaluations("done")] == ["exited with code 1", None]
