@@ -94,8 +94,8 @@ class OpenAIGenerator(LMGenerator):
             return record
         text, usage = outcome
         record.response = text
-        record.tokens_in = int(usage.get("prompt_tokens") or self.count_tokens(prompt.text))
-        record.tokens_out = int(usage.get("completion_tokens") or self.count_tokens(text))
+        record.tokens_in = _tokens(usage.get("prompt_tokens")) or self.count_tokens(prompt.text)
+        record.tokens_out = _tokens(usage.get("completion_tokens")) or self.count_tokens(text)
         return record
 
     def _attempts(self, body: dict, deadline: float,
@@ -147,11 +147,29 @@ def _content(data: bytes) -> tuple[str, dict]:
     try:
         payload = json.loads(data)
         message = payload["choices"][0]["message"]
-        text = message.get("content") or ""
+        text = _text(message.get("content"))
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise _CallFailed(f"malformed response ({exc!r}): {data[:200]!r}", retry=False) from None
     usage = payload.get("usage")
     return text, usage if isinstance(usage, dict) else {}
+
+
+def _text(content: object) -> str:
+    """A message's content: a string, or a list of parts whose ``text`` parts are joined."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
+        texts = [part.get("text") for part in content if part.get("type", "text") == "text"]
+        if all(isinstance(t, str) for t in texts):
+            return "".join(texts)
+    raise TypeError(f"content is neither text nor a list of text parts: {type(content).__name__}")
+
+
+def _tokens(value: object) -> int | None:
+    """A usage count the server sent, if it is a sensible number (else the caller counts)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if 0 <= value < 2**53 else None
 
 
 def _abandon(live: dict[str, http.client.HTTPConnection]) -> None:

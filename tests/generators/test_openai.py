@@ -189,3 +189,49 @@ def test_refused_connection_is_retried_then_recorded(toy):
     (p,) = gen.propose(GenerationRequest(toy, (Parent("p0", toy.source_files()),)))
     assert time.monotonic() - started < 2
     assert p.rejection.startswith("generation_error:") and "attempt 3" in p.rejection
+
+
+class _Canned(BaseHTTPRequestHandler):
+    """Answers every request with the class's ``answer`` as a 200 JSON body."""
+
+    answer: dict = {}
+
+    def do_POST(self):  # noqa: N802 (the http.server API)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        data = json.dumps(type(self).answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        return None
+
+
+def _propose_against(answer: dict, toy):
+    server = HTTPServer(("127.0.0.1", 0), type("Canned", (_Canned,), {"answer": answer}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gen = _generator(f"http://127.0.0.1:{server.server_address[1]}/v1")
+        (p,) = gen.propose(GenerationRequest(toy, (Parent("p0", toy.source_files()),)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    return p
+
+
+def test_content_parts_are_joined_and_odd_usage_is_counted_instead(toy):
+    parts = [{"type": "text", "text": "no "}, {"type": "image_url", "image_url": {}},
+             {"type": "text", "text": "edit"}]
+    p = _propose_against({"choices": [{"message": {"content": parts}}],
+                          "usage": {"prompt_tokens": "seven", "completion_tokens": [3]}}, toy)
+    assert p.call.error is None and p.call.response == "no edit"
+    assert p.call.tokens_in > 0 and p.call.tokens_out > 0
+    assert p.rejection.startswith("no_edit:")
+
+
+@pytest.mark.parametrize("content", [{"text": "x"}, 42, [{"type": "text", "text": 5}], ["x"]])
+def test_content_neither_text_nor_text_parts_is_a_recorded_failure(content, toy):
+    p = _propose_against({"choices": [{"message": {"content": content}}]}, toy)
+    assert p.call.error and p.rejection.startswith("generation_error:")
+    assert "malformed response" in p.rejection
