@@ -4,8 +4,10 @@ The deadline is the orchestrator's: a watchdog thread sends SIGTERM at the wall-
 harness forwards it to the program) and SIGKILL after the grace period, whatever the program does.
 The protocol stream is read as it comes and validated on the host (``telemetry.StageStream``).
 For TRAIN, the harness lingers after ``exit`` so ``/out`` (a tmpfs volume that lives only while a
-container mounts it) can be copied out of the live container. The container is removed in
-``finally``; an engine failure is raised as ``InfraError`` (retried, never blamed on the variant).
+container mounts it) can be copied out of the live container; the watchdog is stopped once
+``exit`` is read, so a stage that finished in time is never killed during the copy. The container
+is removed in ``finally``; an engine failure is raised as ``InfraError`` (retried, never blamed on
+the variant), except while copying ``/out`` out of a container that stopped: that is the variant's.
 """
 
 from __future__ import annotations
@@ -87,10 +89,15 @@ class Watchdog:
             timer.start()
         self._poller.start()
 
-    def cancel(self) -> None:
+    def cancel(self, wait: bool = False) -> None:
+        """Stop the timers and the poller; ``wait``: until none can still send a signal."""
         self._stop.set()
         for timer in self.timers:
             timer.cancel()
+        if wait:
+            for thread in (*self.timers, self._poller):
+                if thread.is_alive():
+                    thread.join(timeout=10.0)
 
     def _poll(self) -> None:
         while not self._stop.wait(1.0):
@@ -148,6 +155,8 @@ def run_stage(client: docker.DockerClient, spec: StageSpec, log_path: Path,
             watchdog.start()
             _read(client.api, container, stream)
             duration = time.monotonic() - started
+            if stream.exit is not None:  # done: the copy below is bounded by its cap, not timed
+                watchdog.cancel(wait=True)
             if spec.copy_out is not None and stream.exit is not None and not watchdog.fired:
                 problems = _copy_out(client.api, container, spec)
             watchdog.cancel()
@@ -197,9 +206,20 @@ def _read(api: Any, container: str, stream: StageStream) -> None:
 
 
 def _copy_out(api: Any, container: str, spec: StageSpec) -> list[str]:
-    chunks, _stat = api.get_archive(container, "/out")
-    report = extract(chunks, spec.copy_out, spec.copy_cap)
-    return report.problems
+    """The copy's problems; an engine failure is ``InfraError`` only while the container runs.
+
+    A container that stopped during the copy (its own code killed the lingering harness) is the
+    variant's problem, and so is anything else that goes wrong reading what the variant wrote.
+    """
+    try:
+        chunks, _stat = api.get_archive(container, "/out")
+        return extract(chunks, spec.copy_out, spec.copy_cap).problems
+    except _ENGINE_ERRORS as exc:
+        if api.inspect_container(container)["State"].get("Running"):
+            raise
+        return [f"artifacts not copied: the container stopped during the copy ({_short(exc)})"]
+    except Exception as exc:  # recorded on the variant: never an escape from the loop
+        return [f"artifacts not copied: {type(exc).__name__}: {_short(exc)}"]
 
 
 def _remove(api: Any, container: str, spec: StageSpec, log_path: Path) -> None:
