@@ -30,13 +30,13 @@ from orchestrator.generators.base import (
     Parent,
     Proposal,
 )
+from orchestrator.generators.diffs import unified_diff
 from orchestrator.program import Program, variant_hash
 from orchestrator.result import Status
 from orchestrator.runner import Runner, Variant
 from orchestrator.selection import Candidate, Population, Verdict, make_strategy
 from orchestrator.slots import Done, Job, Slot, SlotPool
 from orchestrator.store import EvalRow, Store
-from orchestrator.summary import unified_diff
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ finished, resumed or killed run alike.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections import Counter
 from pathlib import Path
@@ -14,18 +13,6 @@ from pathlib import Path
 from orchestrator.program import Program
 from orchestrator.result import Score
 from orchestrator.store import Store, VariantRow
-
-
-def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
-    """A ``git apply``-able patch from ``old`` to ``new`` (file name → text)."""
-    out = []
-    for rel in sorted(set(old) | set(new)):
-        a, b = old.get(rel, ""), new.get(rel, "")
-        if a != b:
-            out.extend(difflib.unified_diff(a.splitlines(keepends=True),
-                                            b.splitlines(keepends=True),
-                                            f"a/{rel}", f"b/{rel}"))
-    return "".join(line if line.endswith("\n") else line + "\n" for line in out)
 
 
 def best_variant(store: Store, goal: str) -> VariantRow | None:
