@@ -179,17 +179,30 @@ class Program:
         return {rel: (self.root / rel).read_text() for rel in self.manifest.program.editable}
 
     def code_files(self) -> list[str]:
-        """Every file that goes into a variant's image: the program minus its data folders."""
-        data = [d for d in (self.manifest.data.train, self.manifest.data.heldout) if d]
+        """Every file that goes into a variant's image: the program minus its data tree.
+
+        The data tree is each data folder's parent folder when that is not the program root
+        (``data/train`` and ``data/heldout`` exclude all of ``data/``, so a record of the
+        held-out files such as ``data/corpus.json`` never ships), else the data folder itself.
+        Editable files are always kept.
+        """
+        data = {_data_tree(d) for d in (self.manifest.data.train, self.manifest.data.heldout) if d}
+        editable = set(self.manifest.program.editable)
         files = []
         for path in sorted(self.root.rglob("*")):
             rel = path.relative_to(self.root).as_posix()
             if not path.is_file() or "__pycache__" in path.parts:
                 continue
-            if any(rel == d or rel.startswith(d + "/") for d in data):
+            if rel not in editable and any(rel == d or rel.startswith(d + "/") for d in data):
                 continue
             files.append(rel)
         return files
+
+
+def _data_tree(folder: str) -> str:
+    """What a data folder keeps out of the image: its parent, unless that is the program root."""
+    parent = PurePosixPath(folder).parent.as_posix()
+    return folder if parent in ("", ".") else parent
 
 
 def variant_hash(files: dict[str, str]) -> str:

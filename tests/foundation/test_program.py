@@ -88,3 +88,21 @@ def test_variant_hash_is_stable_and_sees_every_byte():
     assert a != variant_hash({"train.py": "x = 1\n", "model.py": "y = 3\n"})
     # a file boundary cannot be moved without changing the hash
     assert variant_hash({"a": "xy", "b": ""}) != variant_hash({"a": "x", "b": "y"})
+
+
+def test_the_whole_data_tree_stays_out_of_the_image_not_only_the_data_folders(tmp_path):
+    root = make_program(tmp_path)
+    (root / "data/corpus.json").write_text('{"heldout": ["secret.py"]}')
+    (root / "data/heldout/corpus.txt.xz").write_bytes(b"held out")
+    assert Program.load(root).code_files() == ["evaluate.py", "program.toml", "train.py"]
+
+
+def test_data_folders_at_the_root_exclude_only_themselves(tmp_path):
+    root = make_program(tmp_path, GOOD.replace('"data/train"', '"train_data"')
+                        .replace('"data/heldout"', '"heldout_data"'))
+    (root / "train_data").mkdir()
+    (root / "heldout_data").mkdir()
+    (root / "train_data/a.txt").write_text("train")
+    (root / "notes.md").write_text("kept")
+    assert Program.load(root).code_files() == ["data/train/a.txt", "evaluate.py", "notes.md",
+                                               "program.toml", "train.py"]
