@@ -1,28 +1,31 @@
-"""An exported codelm on the host: load it and sample code from it, one byte at a time.
+"""An exported codelm: sample code from it, one byte at a time.
 
 This is the self loop's entry point: the ``self`` generator asks the current best codelm to
 write the next version of its own source. The model arrives as the train stage left it — a
-TorchScript module (``model.pt``) and ``model.json`` — so no variant Python is ever imported here.
+TorchScript module (``model.pt``) and ``model.json``. TorchScript is code: loading it and running
+its ``forward`` can touch files, loop or eat memory. So a variant's model is only ever sampled
+inside a hardened container (:class:`orchestrator.codelm_container.ContainerCompleter`);
+:class:`ExportedCodeLM` runs the model IN THIS PROCESS and is for models you trust (tests,
+:func:`export_tiny`, a model you trained yourself). The loader and sampler themselves live in
+``sandbox.codelm`` so the container runs the same code.
 
-    lm = ExportedCodeLM.load(Path("runs/.../artifacts"))
+    lm = ExportedCodeLM.load(Path("my-trusted-export"))
     text = lm.complete("def main():\\n", max_new_bytes=200, temperature=0.8, seed=1, stop="\\n\\n")
 """
 
 from __future__ import annotations
 
-import codecs
 import importlib.util
 import json
-import math
-import warnings
 from pathlib import Path
 
 import torch
 
 from orchestrator.errors import SelfprogError
+from sandbox import codelm as sampler
+from sandbox.codelm import META_FILE, MODEL_FILE
 
-MODEL_FILE = "model.pt"
-META_FILE = "model.json"
+__all__ = ["META_FILE", "MODEL_FILE", "CodeLMError", "ExportedCodeLM", "export_tiny"]
 SEED_TRAIN = Path(__file__).resolve().parent.parent / "programs" / "codelm" / "train.py"
 
 
@@ -31,7 +34,10 @@ class CodeLMError(SelfprogError):
 
 
 class ExportedCodeLM:
-    """A byte-level language model exported by ``programs/codelm/train.py`` (or a variant)."""
+    """A byte-level language model exported by ``programs/codelm/train.py``, run in-process.
+
+    Loading and sampling run the model's code on the host: only for models you trust.
+    """
 
     def __init__(self, module: torch.jit.ScriptModule, context: int, device: str, folder: Path):
         self.module = module
@@ -54,28 +60,12 @@ class ExportedCodeLM:
         """
         folder = Path(folder)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        meta_path, model_path = folder / META_FILE, folder / MODEL_FILE
-        if not meta_path.is_file() or not model_path.is_file():
-            raise CodeLMError(f"{folder} holds no exported codelm ({MODEL_FILE} + {META_FILE})")
         try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CodeLMError(f"{meta_path}: not valid JSON: {exc}") from None
-        context = meta.get("context") if isinstance(meta, dict) else None
-        if not isinstance(context, int) or isinstance(context, bool) or not 0 < context <= 65536:
-            raise CodeLMError(f"{meta_path}: 'context' must be a positive integer, got {context!r}")
-        try:
-            with warnings.catch_warnings():
-                # TorchScript is deprecated upstream but is still the one format that loads
-                # with variable-length inputs and without running the variant's Python.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                module = torch.jit.load(str(model_path), map_location=device)
-        except (RuntimeError, ValueError) as exc:
-            raise CodeLMError(f"{model_path}: not a loadable TorchScript module: {exc}") from None
-        module.eval()
+            module, context = sampler.load(folder, device)
+        except sampler.SampleError as exc:
+            raise CodeLMError(str(exc)) from None
         return cls(module, context, device, folder)
 
-    @torch.no_grad()
     def complete(self, prompt: str, max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
                  stop: str | None = None) -> str:
         """Continue ``prompt`` by sampling up to ``max_new_bytes`` bytes.
@@ -94,35 +84,11 @@ class ExportedCodeLM:
         Raises:
             CodeLMError: the module fails or returns logits of the wrong shape.
         """
-        if temperature < 0 or math.isnan(temperature):
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        gen = torch.Generator(device=self.device).manual_seed(seed)
-        window = list(prompt.encode("utf-8"))[-self.context:] or [ord("\n")]
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text = ""
-        for _ in range(max_new_bytes):
-            idx = torch.tensor([window], dtype=torch.long, device=self.device)
-            logits = self._logits(idx)
-            if temperature == 0:
-                nxt = int(logits.argmax())
-            else:
-                probs = torch.softmax(logits.float() / temperature, dim=-1)
-                nxt = int(torch.multinomial(probs, 1, generator=gen))
-            window = (window + [nxt])[-self.context:]
-            text += decoder.decode(bytes([nxt]))
-            if stop and stop in text:
-                return text[: text.index(stop)]
-        return text + decoder.decode(b"", final=True)
-
-    def _logits(self, idx: torch.Tensor) -> torch.Tensor:
         try:
-            out = self.module(idx)
-        except RuntimeError as exc:
-            raise CodeLMError(f"{self.folder}: the model failed while sampling: {exc}") from None
-        if out.dim() != 3 or out.shape[:2] != idx.shape or out.shape[2] != 256:
-            raise CodeLMError(f"{self.folder}: logits of shape {tuple(out.shape)}, "
-                              f"expected (1, {idx.shape[1]}, 256)")
-        return out[0, -1]
+            return sampler.sample(self.module, self.context, self.device, prompt, max_new_bytes,
+                                  temperature, seed, stop)
+        except sampler.SampleError as exc:
+            raise CodeLMError(f"{self.folder}: {exc}") from None
 
 
 def export_tiny(folder: Path, seed: int = 0, context: int = 32) -> Path:

@@ -77,6 +77,12 @@ class CodeLMConfig(_Frozen):
     """Longest sample; a region is replaced by at most this many bytes."""
     context_bytes: int = Field(default=2048, ge=64)
     """Most bytes of the source before the cut point given to the model."""
+    sandboxed: bool = True
+    """Sample in a hardened container (the default). False loads the TorchScript and runs it IN
+    THE ORCHESTRATOR PROCESS: the model's code then runs on the host, with the host's files and
+    network. Only for a model you made yourself and trust; never for a variant's export."""
+    timeout_s: float = Field(default=300, gt=0)
+    """Wall-clock deadline of one sampling container (a proposal batch); it is killed after."""
 
 
 class MutateConfig(_Frozen):

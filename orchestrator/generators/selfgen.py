@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -28,7 +29,8 @@ _STOP = "\n\n\n"
 
 
 class Completer(Protocol):
-    """What ``orchestrator.codelm.ExportedCodeLM`` offers."""
+    """What ``orchestrator.codelm.ExportedCodeLM`` and ``ContainerCompleter`` offer; a completer
+    may also offer ``complete_many(prompts)`` to sample a whole batch in one go."""
 
     def complete(self, prompt: str, max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
                  stop: str | None = None) -> str: ...
@@ -91,18 +93,24 @@ class SelfGenerator:
         self.model_name = self.codelm.model or "(given)"
         self.lm = lm if lm is not None else self.load(self.codelm.model)
 
-    @staticmethod
-    def load(folder: str | Path | None) -> Completer:
-        """Load an exported codelm (``model.pt`` + ``model.json``).
+    def load(self, folder: str | Path | None) -> Completer:
+        """A completer for an exported codelm (``model.pt`` + ``model.json``).
+
+        By default a :class:`~orchestrator.codelm_container.ContainerCompleter`: the folder is
+        checked on the host, the model only ever runs in a hardened container. With
+        ``codelm.sandboxed`` off the model is loaded into this process (trusted models only).
 
         Raises:
-            ConfigError: no folder configured, or the folder holds no loadable model.
+            ConfigError: no folder configured, or the folder holds no usable model.
         """
         from orchestrator.codelm import CodeLMError, ExportedCodeLM
+        from orchestrator.codelm_container import ContainerCompleter
 
         if not folder:
             raise ConfigError("generator.codelm.model is not set (an exported codelm's folder)")
         try:
+            if self.codelm.sandboxed:
+                return ContainerCompleter(Path(folder), timeout_s=self.codelm.timeout_s)
             return ExportedCodeLM.load(Path(folder))
         except CodeLMError as exc:
             raise ConfigError(str(exc)) from None
@@ -118,24 +126,28 @@ class SelfGenerator:
         seed_files = program.source_files()
         parents = request.parents or (Parent(variant_id="", files=seed_files),)
         seen = set(request.seen)
-        out = []
+        plans: list[_Plan | Proposal] = []
         for index in range(request.n):
             parent = parents[index % len(parents)]
             rng = random.Random(f"self:{request.seed}:{variant_hash(parent.files)}:{index}")
-            proposal = self._one(parent, rng, request.seed * 100_003 + index, seed_files,
-                                 editable, seen)
-            if proposal.valid and proposal.files is not None:
-                seen.add(variant_hash(proposal.files))
-            out.append(proposal)
+            plans.append(self._plan(parent, rng, request.seed * 100_003 + index))
+        todo = [plan for plan in plans if isinstance(plan, _Plan)]
+        samples = self._sample(todo)
+        out = []
+        for plan in plans:
+            if isinstance(plan, _Plan):
+                plan = self._finish(plan, samples[id(plan)], seed_files, editable, seen)
+            if plan.valid and plan.files is not None:
+                seen.add(variant_hash(plan.files))
+            out.append(plan)
         return out
 
-    def _one(self, parent: Parent, rng: random.Random, seed: int, seed_files: dict[str, str],
-             editable: tuple[str, ...], seen: set[str]) -> Proposal:
-        parent_id = parent.variant_id or None
+    def _plan(self, parent: Parent, rng: random.Random, seed: int) -> _Plan | Proposal:
         choices = [(path, span) for path in sorted(parent.files) if path.endswith(".py")
                    for span in regions(parent.files[path])]
         if not choices:
-            return rejected(parent_id, None, Rejected(Reason.NO_EDIT, "no editable region"))
+            return rejected(parent.variant_id or None, None,
+                            Rejected(Reason.NO_EDIT, "no editable region"))
         path, (first, end) = rng.choice(choices)
         cut = rng.randrange(first, end)
         lines = parent.files[path].split("\n")
@@ -143,18 +155,47 @@ class SelfGenerator:
         region_bytes = len("\n".join(lines[cut:end]).encode())
         budget = min(self.codelm.max_new_bytes, max(64, 2 * region_bytes + 64))
         prompt = prefix.encode()[-self.codelm.context_bytes:].decode(errors="ignore")
-        call = GenerationCall(self.name, self.model_name, prompt, "")
-        started = time.monotonic()
-        try:
-            sample = self.lm.complete(prompt, max_new_bytes=budget,
-                                      temperature=self.config.temperature, seed=seed, stop=_STOP)
-        except (SelfprogError, RuntimeError, ValueError) as exc:  # CodeLMError, torch errors
-            call.error = f"{type(exc).__name__}: {exc}"
+        return _Plan(parent, path, cut, end, prompt, budget, seed)
+
+    def _sample(self, plans: list[_Plan]) -> dict[int, tuple[str | Exception, float]]:
+        """Each plan's sample (or the error that stopped it) and the seconds it took: one call
+        of ``complete_many`` (one container) for the batch where the completer offers it."""
+        many = getattr(self.lm, "complete_many", None)
+        if many is not None and plans:
+            from orchestrator.codelm_container import Prompt
+
+            started = time.monotonic()
+            try:
+                texts = many([Prompt(p.prompt, p.budget, self.config.temperature, p.seed, _STOP)
+                              for p in plans])
+            except SelfprogError as exc:  # CodeLMError: the container failed as a whole
+                texts = [exc] * len(plans)
+            took = time.monotonic() - started
+            return {id(p): (t, took) for p, t in zip(plans, texts, strict=True)}
+        out: dict[int, tuple[str | Exception, float]] = {}
+        for p in plans:
+            started = time.monotonic()
+            try:
+                text: str | Exception = self.lm.complete(
+                    p.prompt, max_new_bytes=p.budget, temperature=self.config.temperature,
+                    seed=p.seed, stop=_STOP)
+            except (SelfprogError, RuntimeError, ValueError) as exc:  # CodeLMError, torch errors
+                text = exc
+            out[id(p)] = (text, time.monotonic() - started)
+        return out
+
+    def _finish(self, plan: _Plan, sampled: tuple[str | Exception, float],
+                seed_files: dict[str, str], editable: tuple[str, ...], seen: set[str]) -> Proposal:
+        parent, path, cut, end = plan.parent, plan.path, plan.cut, plan.end
+        parent_id = parent.variant_id or None
+        call = GenerationCall(self.name, self.model_name, plan.prompt, "")
+        sample, call.latency_s = sampled
+        if isinstance(sample, Exception):
+            call.error = f"{type(sample).__name__}: {sample}"
             return rejected(parent_id, call, Rejected(Reason.GENERATION_ERROR, call.error))
-        call.latency_s = time.monotonic() - started
         call.response = sample
-        call.tokens_in, call.tokens_out = len(prompt.encode()), len(sample.encode())
-        finished = len(sample.encode()) < budget
+        call.tokens_in, call.tokens_out = len(plan.prompt.encode()), len(sample.encode())
+        finished = len(sample.encode()) < plan.budget
         files = dict(parent.files)
         try:
             files[path] = splice(parent.files[path], cut, end, sample, finished)
@@ -165,3 +206,16 @@ class SelfGenerator:
         note = f"{path}: lines {cut + 1}-{end} resampled"
         return Proposal(parent_id, files, call, diff_parent=diff_parent, diff_seed=diff_seed,
                         notes=[note])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where one proposal cuts its parent, and the prompt and byte budget that go with it."""
+
+    parent: Parent
+    path: str
+    cut: int
+    end: int
+    prompt: str
+    budget: int
+    seed: int

@@ -18,13 +18,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_exported_codelm_samples_recorded_proposals(tmp_path):
-    from orchestrator.codelm import export_tiny
+    from orchestrator.codelm import ExportedCodeLM, export_tiny
 
     folder = export_tiny(tmp_path / "codelm")
     program = Program.load(ROOT / "programs" / "codelm")
+    # In-process (a model made here is trusted); test_selfgen_sandboxed.py samples in a container.
     config = GeneratorConfig(backend="self", codelm=CodeLMConfig(model=str(folder),
-                                                                 max_new_bytes=24))
+                                                                 max_new_bytes=24, sandboxed=False))
     gen = SelfGenerator(config)
+    assert isinstance(gen.lm, ExportedCodeLM)
     parent = Parent("seed", program.source_files())
     proposals = gen.propose(GenerationRequest(program, (parent,), n=3, seed=2))
     assert len(proposals) == 3
@@ -101,3 +103,5 @@ def test_broken_sample_is_a_syntax_rejection(single):
 def test_missing_export_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         SelfGenerator(GeneratorConfig(codelm=CodeLMConfig(model=str(tmp_path))))
+    with pytest.raises(ConfigError):
+        SelfGenerator(GeneratorConfig(codelm=CodeLMConfig(model=str(tmp_path), sandboxed=False)))

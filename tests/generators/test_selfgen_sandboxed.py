@@ -1,0 +1,143 @@
+"""``self`` samples a variant's model in a hardened container: never on the host.
+
+A variant's ``model.pt`` is TorchScript the variant wrote; its ``forward`` may call ops that write
+host files or loop forever. These tests run the real engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from orchestrator.codelm import CodeLMError, ExportedCodeLM, export_tiny
+from orchestrator.codelm_container import ContainerCompleter, Prompt
+from orchestrator.generators.base import GenerationRequest, Parent
+from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
+from orchestrator.generators.reasons import Reason
+from orchestrator.generators.selfgen import SelfGenerator
+from orchestrator.program import Program
+from sandbox.codelm import SampleError, parse_meta
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FileAttack(torch.nn.Module):
+    """Maps a host file shared (writes go back to it) and creates another one."""
+
+    def __init__(self, victim: str):
+        super().__init__()
+        self.victim = victim
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        hit = torch.from_file(self.victim, True, 16, dtype=torch.uint8).fill_(65)
+        planted = torch.from_file(self.victim + ".planted", True, 8, dtype=torch.uint8).fill_(66)
+        # used in the output, so TorchScript's dead-code pass keeps the writes
+        return torch.zeros(1, idx.shape[1], 256) + (hit.sum() + planted.sum()).float() * 0
+
+
+class Forever(torch.nn.Module):
+    """Never returns."""
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        n = 0
+        while n >= 0:
+            n = (n + 1) % 1000
+        return torch.zeros(1, idx.shape[1], 256)
+
+
+def export(module: torch.nn.Module, folder: Path) -> Path:
+    """Save ``module`` in codelm's export format, readable by the sandbox user."""
+    folder.mkdir(parents=True)
+    torch.jit.script(module).save(str(folder / "model.pt"))
+    (folder / "model.json").write_text(json.dumps({"format": "codelm-bytes-v1", "context": 16}))
+    return opened(folder)
+
+
+def opened(folder: Path) -> Path:
+    """pytest's tmp folders are 0700; the container's user (10001) must read the mount."""
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return opened(export_tiny(tmp_path_factory.mktemp("tiny"), seed=3, context=16))
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_container_samples_the_same_text_as_in_process(docker_client, runtime_image, tiny):
+    lm = ContainerCompleter(tiny, client=docker_client, image=runtime_image, timeout_s=120)
+    local = ExportedCodeLM.load(tiny, device="cpu")
+    prompts = [Prompt("def add(a, b):\n", 40, 1.0, 7), Prompt("x = " * 20 + "é", 30, 0.8, 2,
+                                                           "\n")]
+    texts = lm.complete_many(prompts)
+    assert texts == [local.complete(p.prompt, p.max_new_bytes, p.temperature, p.seed, p.stop)
+                     for p in prompts]
+    assert len(texts[0]) >= 14
+    assert lm.complete("x = ", 20, 1.0, 8) == local.complete("x = ", 20, 1.0, 8)
+    assert not docker_client.api.containers(all=True, filters={"label": "selfprog.stage=sample",
+                                                               "name": f"codelm-{os.getpid()}-"})
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_hostile_model_touches_no_host_file_and_is_a_rejection(docker_client, runtime_image,
+                                                               tmp_path):
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"x" * 16)
+    model = export(FileAttack(str(victim)), tmp_path / "model")
+    # The attack is real: run in this process, the model rewrites the file and plants another.
+    spare = tmp_path / "spare.bin"
+    spare.write_bytes(b"x" * 16)
+    torch.jit.script(FileAttack(str(spare)))(torch.zeros(1, 2, dtype=torch.long))
+    assert spare.read_bytes() == b"A" * 16 and (tmp_path / "spare.bin.planted").exists()
+
+    program = Program.load(ROOT / "programs" / "codelm")
+    gen = SelfGenerator(GeneratorConfig(backend="self", codelm=CodeLMConfig(
+        model=str(model), max_new_bytes=16, timeout_s=120)))
+    assert isinstance(gen.lm, ContainerCompleter)
+    gen.lm._client, gen.lm._image = docker_client, runtime_image
+    proposals = gen.propose(GenerationRequest(program, (Parent("p", program.source_files()),),
+                                              n=2, seed=1))
+    assert [p.rejection.split(":")[0] for p in proposals] == [Reason.GENERATION_ERROR] * 2
+    assert all(p.call is not None and "from_file" in p.call.error for p in proposals)
+    assert victim.read_bytes() == b"x" * 16
+    assert not (tmp_path / "victim.bin.planted").exists()
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_model_that_never_returns_is_killed_at_the_deadline(docker_client, runtime_image,
+                                                            tmp_path):
+    model = export(Forever(), tmp_path / "model")
+    lm = ContainerCompleter(model, client=docker_client, image=runtime_image, timeout_s=4)
+    started = time.monotonic()
+    with pytest.raises(CodeLMError, match="deadline"):
+        lm.complete("x", 4)
+    assert time.monotonic() - started < 4 + 10
+
+
+def test_folder_is_checked_on_the_host_without_loading_the_model(tmp_path, tiny):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.pt").write_bytes(b"not a zip archive: never loaded on the host")
+    (bad / "model.json").write_text(json.dumps({"context": "16"}))
+    opened(bad)
+    with pytest.raises(CodeLMError, match="context"):
+        ContainerCompleter(bad)
+    (bad / "model.json").write_text(json.dumps({"context": 16}))
+    assert ContainerCompleter(bad).context == 16  # the archive is the container's to judge
+    (bad / "model.pt").unlink()
+    (bad / "model.pt").symlink_to(tiny / "model.pt")
+    with pytest.raises(CodeLMError, match="not a plain file"):
+        ContainerCompleter(bad)
+    with pytest.raises(SampleError, match="context"):
+        parse_meta("[]", "x")
