@@ -209,7 +209,7 @@ class Evolution:
             return
         try:
             self.generator.use(artifacts)
-        except ConfigError as exc:  # the new best's export does not load on the host
+        except ConfigError as exc:  # its export fails the host-side checks (never loaded here)
             log.warning("the self generator keeps its model: %s", exc)
 
     # --- start, resume, finish -----------------------------------------------------------
