@@ -11,6 +11,7 @@ Writes into ``request.folder``: ``train.log``, ``eval.log``, ``events.jsonl``, `
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -26,6 +27,7 @@ from orchestrator.program import Program
 from orchestrator.result import StageResult, Status, VariantResult
 from orchestrator.runner import RunRequest
 from orchestrator.stage import StageOutcome, StageSpec, run_stage
+from orchestrator.sweep import claimable
 from orchestrator.variant_image import ImageCache
 
 OUT = "/out"
@@ -157,6 +159,7 @@ class DockerRunner:
         name = hard.container_name(request.run_id, request.variant.id, request.seed, "out", attempt)
         size = request.variant.program.manifest.resources.disk_bytes
         try:
+            self._claim_volume(name, request.variant.id)
             return self.client.volumes.create(
                 name=name, driver="local", labels=hard.labels(request.run_id, request.variant.id,
                                                               "out"),
@@ -164,6 +167,19 @@ class DockerRunner:
         except docker.errors.DockerException as exc:
             raise InfraError(f"cannot create the output volume: {exc}",
                              variant_id=request.variant.id) from None
+
+    def _claim_volume(self, name: str, variant_id: str) -> None:
+        """Creating a volume whose name exists returns the old one: remove it first if it is ours
+        or a dead orchestrator's; refuse if a live one's (two runs would share one /out)."""
+        try:
+            labels = self.client.api.inspect_volume(name).get("Labels") or {}
+        except docker.errors.NotFound:
+            return
+        if not claimable(labels):
+            raise ConfigError(f"volume {name} belongs to a live orchestrator "
+                              f"({labels.get(hard.LABEL_OWNER)}): two runs share this run id; "
+                              "give this one another", variant_id=variant_id)
+        self.client.api.remove_volume(name, force=True)
 
     def _spec(self, request: RunRequest, stage: str, image: str, gpu_ids: tuple[int, ...],
               attempt: int, volume, artifacts: Path) -> StageSpec:
@@ -282,7 +298,7 @@ def run_program(path: str | Path, folder: Path | None = None, seed: int = 0,
     try:
         sweep(client)
         folder = folder or Path("runs") / "single" / f"{program.name}-{variant.id}-s{seed}"
-        request = RunRequest(variant=variant, run_id=run_id or f"single-{variant.id}",
+        request = RunRequest(variant=variant, run_id=run_id or f"single-{variant.id}-{os.getpid()}",
                              folder=folder.resolve(), seed=seed)
         return DockerRunner(client).run(request)
     finally:

@@ -26,8 +26,10 @@ from requests.exceptions import RequestException
 
 from orchestrator import cgroup
 from orchestrator.artifacts import extract
-from orchestrator.errors import InfraError
+from orchestrator.errors import ConfigError, InfraError
+from orchestrator.hardening import LABEL_OWNER
 from orchestrator.result import StageResult, Status
+from orchestrator.sweep import claimable
 from orchestrator.telemetry import StageStream, open_log
 
 _ENGINE_ERRORS = (DockerException, RequestException)
@@ -189,7 +191,13 @@ def _create(api: Any, spec: StageSpec) -> str:
     except APIError as exc:
         if exc.status_code != 409:
             raise
-    # A container of this deterministic name survived a crashed attempt: it is ours, remove it.
+    # A container of this deterministic name exists. Left by an earlier attempt of ours or by a
+    # dead orchestrator, it is removed; a live orchestrator's is never touched.
+    labels = api.inspect_container(spec.name)["Config"].get("Labels") or {}
+    if not claimable(labels):
+        raise ConfigError(
+            f"container {spec.name} belongs to a live orchestrator ({labels.get(LABEL_OWNER)}): "
+            "two runs share this run id; give this one another", variant_id=spec.variant_id)
     api.remove_container(spec.name, force=True)
     return api.create_container(spec.image, **kwargs)["Id"]
 

@@ -15,7 +15,7 @@ import docker
 from docker.errors import DockerException, NotFound
 
 from orchestrator.errors import EngineError
-from orchestrator.hardening import LABEL_OWNER, LABEL_RUN, process_start
+from orchestrator.hardening import LABEL_OWNER, LABEL_RUN, owner_label, process_start
 
 
 def owner_alive(owner: str) -> bool:
@@ -27,6 +27,13 @@ def owner_alive(owner: str) -> bool:
     if not os.path.exists(f"/proc/{pid}"):
         return False
     return process_start(int(pid)) == start
+
+
+def claimable(labels: dict[str, str]) -> bool:
+    """Whether a container or volume may be replaced by this process: it is its own (an earlier
+    attempt) or its orchestrator is gone. Another live orchestrator's never is."""
+    owner = labels.get(LABEL_OWNER, "")
+    return owner == owner_label() or not owner_alive(owner)
 
 
 def sweep(client: docker.DockerClient, run_id: str | None = None) -> list[str]:

@@ -102,3 +102,53 @@ def test_a_slots_gpus_are_lent_to_a_program_that_needs_none_only_with_a_gpu_runt
     assert runner._gpu_ids(request) == (), "no GPU runtime here: the program runs on the CPU"
     runner._gpu_runtime = True  # as on a workstation whose engine has the NVIDIA runtime
     assert runner._gpu_ids(request) == (2, 3)
+
+
+def _occupy(docker_client, runtime_image, name: str, owner: str) -> str:
+    labels = {LABEL_OWNER: owner, LABEL_RUN: "shared-run"}
+    return docker_client.api.create_container(runtime_image, name=name, labels=labels,
+                                              entrypoint=["sleep"], command=["60"])["Id"]
+
+
+def test_a_name_held_by_a_live_orchestrator_is_refused_not_taken(docker_client, runtime_image,
+                                                                 tmp_path):
+    import socket
+
+    from orchestrator.errors import ConfigError
+    from orchestrator.hardening import container_name, process_start
+
+    program = Program.load(TINY)
+    variant = Variant(program, program.source_files())
+    live_owner = f"{socket.gethostname()}/1/{process_start(1)}"  # pid 1 outlives this test
+    name = container_name("shared-run", variant.id, 0, "train", 0)
+    held = _occupy(docker_client, runtime_image, name, live_owner)
+    runner = DockerRunner(docker_client, runtime={"cpu": runtime_image})
+    request = RunRequest(variant=variant, run_id="shared-run", folder=tmp_path / "v")
+    try:
+        with pytest.raises(ConfigError, match="two runs share this run id"):
+            runner.run(request)
+        assert docker_client.api.inspect_container(held)["Id"] == held  # still there
+    finally:
+        docker_client.api.remove_container(held, force=True)
+        sweep(docker_client, run_id="shared-run")
+
+
+@pytest.mark.slow
+def test_a_name_left_by_a_dead_orchestrator_is_reclaimed(docker_client, runtime_image, tmp_path):
+    import socket
+
+    from orchestrator.hardening import container_name
+
+    program = Program.load(TINY)
+    variant = Variant(program, program.source_files())
+    dead_owner = f"{socket.gethostname()}/999999999/0"
+    held = _occupy(docker_client, runtime_image,
+                   container_name("reclaim-run", variant.id, 0, "train", 0), dead_owner)
+    runner = DockerRunner(docker_client, runtime={"cpu": runtime_image})
+    try:
+        result = runner.run(RunRequest(variant=variant, run_id="reclaim-run",
+                                       folder=tmp_path / "v"))
+        assert result.status is Status.OK, result.error
+        assert docker_client.api.containers(all=True, filters={"id": held}) == []
+    finally:
+        sweep(docker_client, run_id="reclaim-run")
