@@ -47,6 +47,12 @@ class GenerationRequest:
     program's own description."""
 
 
+def parents_or_seed(request: GenerationRequest, seed_files: dict[str, str]) -> tuple[Parent, ...]:
+    """The request's parents, or the program's shipped files when it has none (a task's
+    skeleton): the one rule for where an edit starts."""
+    return request.parents or (Parent(variant_id="", files=seed_files),)
+
+
 @dataclass
 class GenerationCall:
     """One call to a backend, as the store records it."""

@@ -11,7 +11,12 @@ from __future__ import annotations
 import random
 import time
 
-from orchestrator.generators.base import GenerationCall, GenerationRequest, Parent, Proposal
+from orchestrator.generators.base import (
+    GenerationCall,
+    GenerationRequest,
+    Proposal,
+    parents_or_seed,
+)
 from orchestrator.generators.config import MutateConfig, ValidationConfig
 from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.generators.searchspace import Setting, draw, find_settings, render, substitute
@@ -33,7 +38,7 @@ class MutateGenerator:
         program = request.program
         editable = program.manifest.program.editable
         seed_files = program.source_files()
-        parents = request.parents or (Parent(variant_id="", files=seed_files),)
+        parents = parents_or_seed(request, seed_files)
         seen = set(request.seen)
         out = []
         for index in range(request.n):

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.errors import ConfigError, SelfprogError
-from orchestrator.generators.base import GenerationCall, GenerationRequest, Parent, Proposal
+from orchestrator.generators.base import (
+    GenerationCall,
+    GenerationRequest,
+    Parent,
+    Proposal,
+    parents_or_seed,
+)
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.generators.validate import accept, rejected
@@ -124,7 +130,7 @@ class SelfGenerator:
         program = request.program
         editable = program.manifest.program.editable
         seed_files = program.source_files()
-        parents = request.parents or (Parent(variant_id="", files=seed_files),)
+        parents = parents_or_seed(request, seed_files)
         seen = set(request.seen)
         plans: list[_Plan | Proposal] = []
         for index in range(request.n):
