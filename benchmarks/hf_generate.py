@@ -41,7 +41,7 @@ def main() -> None:
     import torch
 
     from orchestrator.generators.hf import HFGenerator
-    from orchestrator.generators.tiny import build_tiny_lm
+    from orchestrator.generators.testing import build_tiny_lm
 
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(build_tiny_lm(Path(tmp) / args.size, n_positions=16384,

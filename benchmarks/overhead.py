@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.docsection import write_section  # noqa: E402
-from orchestrator.docker_runner import DockerRunner  # noqa: E402
-from orchestrator.engine import connect  # noqa: E402
-from orchestrator.images import ensure_runtime  # noqa: E402
+from orchestrator.containers.docker_runner import DockerRunner  # noqa: E402
+from orchestrator.containers.engine import connect  # noqa: E402
+from orchestrator.containers.images import ensure_runtime  # noqa: E402
+from orchestrator.containers.variant_image import REPOSITORY, ImageCache  # noqa: E402
 from orchestrator.program import Program  # noqa: E402
 from orchestrator.runner import RunRequest, Variant  # noqa: E402
-from orchestrator.variant_image import REPOSITORY, ImageCache  # noqa: E402
 
 TRAIN = """\
 import os

@@ -23,8 +23,8 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.docsection import write_section  # noqa: E402
-from orchestrator.engine import connect  # noqa: E402
-from orchestrator.evolve import run_evolution  # noqa: E402
+from orchestrator.containers.engine import connect  # noqa: E402
+from orchestrator.evolution.launch import run_evolution  # noqa: E402
 from tests.evolution.quickprog import remove_quick_images, write_quick_program  # noqa: E402
 
 EXPLAINED = """\

@@ -1,6 +1,6 @@
 """The runner interface: run one variant through both stages and return its result record.
 
-The loop depends only on this Protocol; ``orchestrator.docker_runner.DockerRunner`` is the real
+The loop depends only on this Protocol; ``containers.docker_runner.DockerRunner`` is the real
 implementation, and tests of the loop use small fakes.
 """
 

@@ -10,7 +10,7 @@ from orchestrator.errors import EngineError
 @pytest.fixture(scope="session")
 def docker_client():
     """A client for the real engine. `make test` starts one; a missing engine fails the test."""
-    from orchestrator.engine import connect
+    from orchestrator.containers.engine import connect
 
     try:
         client = connect(timeout=60)
@@ -23,6 +23,6 @@ def docker_client():
 @pytest.fixture(scope="session")
 def runtime_image(docker_client) -> str:
     """The CPU runtime image's tag, built if missing (`make test` builds it beforehand)."""
-    from orchestrator.images import ensure_runtime
+    from orchestrator.containers.images import ensure_runtime
 
     return ensure_runtime(docker_client, "cpu", log=lambda _m: None)

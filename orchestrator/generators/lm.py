@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from orchestrator.generators.base import GenerationCall, GenerationRequest, Parent, Proposal
 from orchestrator.generators.config import GeneratorConfig
+from orchestrator.generators.edits.validate import proposal_from_answer, rejected
 from orchestrator.generators.prompt import Prompt, build_prompt
 from orchestrator.generators.reasons import Reason, Rejected
-from orchestrator.generators.validate import proposal_from_answer, rejected
 from orchestrator.program import variant_hash
 
 

@@ -18,9 +18,9 @@ from orchestrator.generators.base import (
     parents_or_seed,
 )
 from orchestrator.generators.config import MutateConfig, ValidationConfig
+from orchestrator.generators.edits.validate import accept, rejected
 from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.generators.searchspace import Setting, draw, find_settings, render, substitute
-from orchestrator.generators.validate import accept, rejected
 from orchestrator.program import variant_hash
 
 

@@ -126,7 +126,7 @@ def build_prompt(
 
 def task_spec(program: Program) -> str | None:
     """The task's spec as a generator reads it (``task.toml``), or None for a plain program."""
-    from orchestrator.tasks import TASK_FILE, Task
+    from orchestrator.task import TASK_FILE, Task
 
     if not (program.root / TASK_FILE).is_file():
         return None

@@ -26,8 +26,8 @@ from orchestrator.generators.base import (
     parents_or_seed,
 )
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
+from orchestrator.generators.edits.validate import accept, rejected
 from orchestrator.generators.reasons import Reason, Rejected
-from orchestrator.generators.validate import accept, rejected
 from orchestrator.program import variant_hash
 
 _STOP = "\n\n\n"
@@ -35,7 +35,7 @@ _STOP = "\n\n\n"
 
 
 class Completer(Protocol):
-    """What ``orchestrator.codelm.ExportedCodeLM`` and ``ContainerCompleter`` offer; a completer
+    """What ``generators.inprocess.ExportedCodeLM`` and ``ContainerCompleter`` offer; a completer
     may also offer ``complete_many(prompts)`` to sample a whole batch in one go."""
 
     def complete(self, prompt: str, max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
@@ -102,15 +102,15 @@ class SelfGenerator:
     def load(self, folder: str | Path | None) -> Completer:
         """A completer for an exported codelm (``model.pt`` + ``model.json``).
 
-        By default a :class:`~orchestrator.codelm_container.ContainerCompleter`: the folder is
+        By default a :class:`~orchestrator.containers.sampler.ContainerCompleter`: the folder is
         checked on the host, the model only ever runs in a hardened container. With
         ``codelm.sandboxed`` off the model is loaded into this process (trusted models only).
 
         Raises:
             ConfigError: no folder configured, or the folder holds no usable model.
         """
-        from orchestrator.codelm import CodeLMError, ExportedCodeLM
-        from orchestrator.codelm_container import ContainerCompleter
+        from orchestrator.containers.sampler import ContainerCompleter
+        from orchestrator.generators.inprocess import CodeLMError, ExportedCodeLM
 
         if not folder:
             raise ConfigError("generator.codelm.model is not set (an exported codelm's folder)")
@@ -168,7 +168,7 @@ class SelfGenerator:
         of ``complete_many`` (one container) for the batch where the completer offers it."""
         many = getattr(self.lm, "complete_many", None)
         if many is not None and plans:
-            from orchestrator.codelm_container import Prompt
+            from orchestrator.containers.sampler import Prompt
 
             started = time.monotonic()
             try:

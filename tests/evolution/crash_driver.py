@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from orchestrator import variant_image
 from orchestrator.checkpoints import checkpoint
-from orchestrator.cli import app
+from orchestrator.cli.app import app
+from orchestrator.containers import variant_image
 
 _build = variant_image.ImageCache._build
 

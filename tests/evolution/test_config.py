@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.config import EvolveConfig, load_config, parse_override
 from orchestrator.errors import ConfigError
+from orchestrator.evolution.config import EvolveConfig, load_config, parse_override
 
 
 def test_the_embedded_defaults_evolve_codelm_for_about_fifteen_minutes():

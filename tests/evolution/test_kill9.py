@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.hardening import LABEL_RUN, LABEL_STAGE
+from orchestrator.containers.hardening import LABEL_RUN, LABEL_STAGE
 
 from .quickprog import remove_quick_images, write_quick_program
 

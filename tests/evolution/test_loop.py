@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_config
-from orchestrator.loop import Evolution
+from orchestrator.evolution.config import load_config
+from orchestrator.evolution.loop import Evolution
+from orchestrator.evolution.slots import Slot
 from orchestrator.result import Status
-from orchestrator.slots import Slot
-from orchestrator.store import Store
-from orchestrator.summary import counts
+from orchestrator.runs.store import Store
+from orchestrator.runs.summary import counts
 
 from .fakes import FakeGenerator, FakeRunner, make_program, x_of
 

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from orchestrator.config import SlotsConfig
 from orchestrator.errors import ConfigError
-from orchestrator.selection import Candidate, Elitist, Greedy, Population, Verdict
-from orchestrator.slots import plan_slots
+from orchestrator.evolution.config import SlotsConfig
+from orchestrator.evolution.selection import Candidate, Elitist, Greedy, Population, Verdict
+from orchestrator.evolution.slots import plan_slots
 
 from .fakes import make_program
 

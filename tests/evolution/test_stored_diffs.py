@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from orchestrator import loop
-from orchestrator.generators.diffs import unified_diff
+from orchestrator.evolution import loop
+from orchestrator.generators.edits.diffs import unified_diff
 
 
 def test_the_loop_stores_diffs_made_by_the_one_unified_diff():

@@ -34,6 +34,6 @@ def single(tmp_path_factory) -> Program:
 @pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory) -> Path:
     """A random-weight GPT-2 with a chat template, saved to a folder (no model hub here)."""
-    from orchestrator.generators.tiny import build_tiny_lm
+    from orchestrator.generators.testing import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"), n_positions=4096)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_exported_codelm_samples_recorded_proposals(tmp_path):
-    from orchestrator.codelm import ExportedCodeLM, export_tiny
+    from orchestrator.generators.inprocess import ExportedCodeLM, export_tiny
 
     folder = export_tiny(tmp_path / "codelm")
     program = Program.load(ROOT / "programs" / "codelm")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.codelm import CodeLMError, ExportedCodeLM, export_tiny
-from orchestrator.codelm_container import ContainerCompleter, Prompt
+from orchestrator.containers.sampler import ContainerCompleter, Prompt
 from orchestrator.generators.base import GenerationRequest, Parent
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
+from orchestrator.generators.inprocess import CodeLMError, ExportedCodeLM, export_tiny
 from orchestrator.generators.reasons import Reason
 from orchestrator.generators.selfgen import SelfGenerator
 from orchestrator.program import Program

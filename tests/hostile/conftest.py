@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from orchestrator.docker_runner import DockerRunner
+from orchestrator.containers.docker_runner import DockerRunner
 from orchestrator.runner import RunRequest, Variant
 from tests.hostile.kit import HOST_SECRET, Outcome, assert_contained, make_program, snapshot
 

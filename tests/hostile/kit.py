@@ -13,7 +13,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.hardening import LABEL_RUN
+from orchestrator.containers.hardening import LABEL_RUN
 from orchestrator.program import Program
 from orchestrator.result import Status, VariantResult
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.containers.hardening import LABEL_RUN
+from orchestrator.containers.telemetry import FORGED
 from orchestrator.errors import GpuUnavailableError
-from orchestrator.hardening import LABEL_RUN
 from orchestrator.result import Status
 from orchestrator.runner import RunRequest, Variant
-from orchestrator.telemetry import FORGED
 from tests.hostile.kit import TRUTH, make_program
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from orchestrator.containers.telemetry import MAX_FILE_BYTES
 from orchestrator.result import Status
-from orchestrator.telemetry import MAX_FILE_BYTES
 from tests.hostile.kit import TRUTH
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

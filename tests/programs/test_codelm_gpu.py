@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from orchestrator.codelm import ExportedCodeLM
+from orchestrator.generators.inprocess import ExportedCodeLM
 from tests.programs.test_codelm_program import CODELM, bare
 
 pytestmark = [

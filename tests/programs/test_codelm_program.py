@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.codelm import ExportedCodeLM, export_tiny
+from orchestrator.generators.inprocess import ExportedCodeLM, export_tiny
 from orchestrator.generators.searchspace import find_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator.codelm import CodeLMError, ExportedCodeLM, export_tiny
+from orchestrator.generators.inprocess import CodeLMError, ExportedCodeLM, export_tiny
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import corpus
-from orchestrator.docker_runner import DockerRunner
+from orchestrator.containers.docker_runner import DockerRunner
 from orchestrator.program import Program
 from orchestrator.result import Status
 from orchestrator.runner import RunRequest, Variant
+from tools import corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 CODELM = ROOT / "programs" / "codelm"

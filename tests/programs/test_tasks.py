@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator import corpus, taskdata
 from orchestrator.errors import ConfigError
+from orchestrator.task import Task, discover
 from orchestrator.task_scaffold import new_task
-from orchestrator.tasks import Task, discover
+from tools import corpus, taskdata
 
 ROOT = Path(__file__).resolve().parents[2]
 CODELM_DATA = ROOT / "programs" / "codelm" / "data"
@@ -113,7 +113,7 @@ def test_a_scaffolded_task_runs_as_it_is_once_given_data(tmp_path, kind, metric)
 def test_new_task_command_scaffolds_once_and_refuses_to_overwrite(tmp_path):
     from typer.testing import CliRunner
 
-    from orchestrator.cli import app
+    from orchestrator.cli.app import app
 
     cli = CliRunner()
     args = ["new-task", "mytask", "--kind", "regression", "--parent", str(tmp_path)]

@@ -1,0 +1,1 @@
+"""The ``selfprog`` command line: thin typer commands over library functions."""

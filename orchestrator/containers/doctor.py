@@ -1,0 +1,54 @@
+"""``selfprog doctor``: is this machine ready? Each check is a yes/no with the fix."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from orchestrator.containers import engine, images
+from orchestrator.errors import EngineError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def run_checks(min_free_gb: float = 10) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        client = engine.connect(timeout=10)
+    except EngineError as exc:
+        checks.append(Check("docker engine", False, "no engine answers",
+                            f"run `make engine` (root on Debian) or start Docker yourself. {exc}"))
+        client = None
+    if client is not None:
+        version = client.version().get("Version", "?")
+        checks.append(Check("docker engine", True, f"version {version}"))
+        gpu = engine.gpu_runtime(client)
+        gpus = engine.host_gpus()
+        checks.append(Check(
+            "gpu runtime", gpu or gpus == 0,
+            f"{gpus} NVIDIA GPU(s); GPU runtime {'present' if gpu else 'absent'}",
+            "" if gpu or gpus == 0 else "install nvidia-container-toolkit and restart the engine",
+        ))
+        for flavour in ("cpu", "gpu"):
+            found = client.images.list(filters={"label": "selfprog.role=runtime"})
+            prefix = f"selfprog-runtime:{flavour}-"
+            tags = [t for img in found for t in img.tags if t.startswith(prefix)]
+            wanted = flavour == "cpu" or gpus > 0
+            checks.append(Check(
+                f"{flavour} runtime image", bool(tags) or not wanted,
+                f"built ({tags[0]})" if tags else
+                "not built" + ("" if wanted else " (not needed: no NVIDIA GPU here)"),
+                "" if tags or not wanted else f"run `make images{' GPU=1' * (flavour == 'gpu')}`",
+            ))
+        client.close()
+    free = shutil.disk_usage(images.ROOT).free / 1024**3
+    checks.append(Check("free disk", free >= min_free_gb, f"{free:.1f} GiB free",
+                        "" if free >= min_free_gb else f"free at least {min_free_gb:.0f} GiB "
+                        "(`selfprog gc`, `docker image prune`)"))
+    return checks

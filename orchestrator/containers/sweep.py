@@ -1,0 +1,75 @@
+"""Removing containers and volumes that a dead orchestrator left behind.
+
+Every container and volume selfprog makes carries ``selfprog.owner = host/pid/start-time``. A sweep
+removes those whose owner process is gone from this host (or whose pid now names another process),
+and, when asked, everything of one run. Containers of a live orchestrator, or made on another
+host, are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import docker
+from docker.errors import DockerException, NotFound
+
+from orchestrator.containers.hardening import LABEL_OWNER, LABEL_RUN, owner_label, process_start
+from orchestrator.errors import EngineError
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the orchestrator named by an owner label still runs (True when we cannot tell)."""
+    host, _, rest = owner.partition("/")
+    pid, _, start = rest.partition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    if not os.path.exists(f"/proc/{pid}"):
+        return False
+    return process_start(int(pid)) == start
+
+
+def claimable(labels: dict[str, str]) -> bool:
+    """Whether a container or volume may be replaced by this process: it is its own (an earlier
+    attempt) or its orchestrator is gone. Another live orchestrator's never is."""
+    owner = labels.get(LABEL_OWNER, "")
+    return owner == owner_label() or not owner_alive(owner)
+
+
+def sweep(client: docker.DockerClient, run_id: str | None = None) -> list[str]:
+    """Remove selfprog's leftover containers, then volumes; return the names removed.
+
+    Args:
+        client: a client for the engine.
+        run_id: also remove everything labelled with this run, whoever made it.
+
+    Raises:
+        EngineError: the engine could not list or remove them.
+    """
+    def stale(labels: dict[str, str]) -> bool:
+        if run_id is not None and labels.get(LABEL_RUN) == run_id:
+            return True
+        return not owner_alive(labels.get(LABEL_OWNER, ""))
+
+    removed = []
+    try:
+        for info in client.api.containers(all=True, filters={"label": LABEL_OWNER}):
+            if stale(info.get("Labels") or {}):
+                _quietly_gone(lambda i=info: client.api.remove_container(i["Id"], force=True))
+                removed.append(info["Names"][0].lstrip("/") if info.get("Names") else info["Id"])
+        volumes = client.api.volumes(filters={"label": LABEL_OWNER}).get("Volumes") or []
+        for info in volumes:
+            if stale(info.get("Labels") or {}):
+                _quietly_gone(lambda i=info: client.api.remove_volume(i["Name"], force=True))
+                removed.append(info["Name"])
+    except DockerException as exc:
+        raise EngineError(f"sweeping leftover containers failed: {exc}") from None
+    return removed
+
+
+def _quietly_gone(remove) -> None:
+    """Run a removal; one that finds the object already gone has nothing left to do."""
+    try:
+        remove()
+    except NotFound:
+        return

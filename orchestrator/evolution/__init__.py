@@ -1,0 +1,1 @@
+"""The evolve loop: selection, slots, the run configuration, and launching a run."""

@@ -1,0 +1,315 @@
+"""The evolve loop: select parents → generate → validate → build → run → record → update.
+
+``Evolution.run`` reads as those verbs; each is a short method below, and the slots, the store and
+selection live one level down. Nothing a variant or a generator does raises out of the loop: a bad
+proposal is a recorded rejection, a bad variant a status, an engine failure a retried
+``infra_error``. Only a config error or a bug stops a run, and a stopped or killed run resumes
+from its store.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from orchestrator.checkpoints import checkpoint
+from orchestrator.errors import ConfigError, GenerationError
+from orchestrator.evolution.config import EvolveConfig
+from orchestrator.evolution.selection import Candidate, Population, Verdict, make_strategy
+from orchestrator.evolution.slots import Done, Job, Slot, SlotPool
+from orchestrator.generators.base import (
+    Failure,
+    GenerationCall,
+    GenerationRequest,
+    Generator,
+    Parent,
+    Proposal,
+)
+from orchestrator.generators.edits.diffs import unified_diff
+from orchestrator.program import Program, variant_hash
+from orchestrator.result import Status
+from orchestrator.runner import Runner, Variant
+from orchestrator.runs.store import EvalRow, Store
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class SelfImproving(Protocol):
+    """A generator that samples from the program's own exported model (the ``self`` backend)."""
+
+    def use(self, folder: str | Path) -> None: ...
+
+
+Validator = Callable[[Proposal, dict[str, str], set[str]], str | None]
+"""(proposal, parent files, seen hashes) → why it is rejected, or None."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    reason: str
+    best_id: str | None
+    best_value: float | None
+    seed_value: float | None
+    noise: float | None
+    utilisation: float
+
+
+class Evolution:
+    """One run: a store, a program, a runner in N slots, a generator and a population."""
+
+    def __init__(self, cfg: EvolveConfig, store: Store, program: Program, runner: Runner,
+                 generator: Generator, slots: list[Slot], *, validate: Validator | None = None,
+                 sweep: Callable[[str], object] | None = None):
+        self.cfg, self.store, self.program, self.generator = cfg, store, program, generator
+        self.validate = validate or _check_editable
+        self.sweep = sweep
+        sel = cfg.selection
+        self.population = Population(make_strategy(sel.strategy, sel.population, sel.tournament),
+                                     program.manifest.metric.goal, k=sel.k, rechecks=sel.rechecks)
+        self.rng = random.Random(cfg.seed)
+        self.t0 = time.monotonic()
+        self.pool = SlotPool(slots, runner, store.run_id, gate=self._time_left)
+        self.files: dict[str, dict[str, str]] = {}
+        self.evals: dict[int, EvalRow] = {}
+        self.outstanding = 0
+        self.rejections = 0
+        self.durations: list[float] = []
+        self.stop_reason: str | None = None
+        self._seed_id: str | None = None
+
+    # --- the loop ------------------------------------------------------------------------
+    def run(self, on_tick: Callable[[Evolution], None] | None = None) -> Outcome:
+        self.start_or_resume()
+        try:
+            while self.stop_reason is None or self.outstanding:
+                self.top_up()
+                for done in self.pool.results(timeout=0.0 if self.hungry else 0.5):
+                    self.record(done)
+                if on_tick:
+                    on_tick(self)
+        finally:
+            self.pool.close()
+        return self.finish()
+
+    @property
+    def hungry(self) -> bool:
+        """Fewer jobs than slots plus ``lookahead``, and the budget not spent."""
+        want = len(self.pool.slots) + self.cfg.slots.lookahead
+        return self.stop_reason is None and self.outstanding < want
+
+    def top_up(self) -> None:
+        """Make one proposal when the slots' queue runs short (results are recorded between
+        two generation calls, however slow the generator)."""
+        if self.hungry:
+            self.stop_reason = self._budget_spent()
+            if self.stop_reason is None:
+                self.propose(self.select_parent())
+
+    def select_parent(self) -> Parent:
+        pick = self.population.pick(self.rng)
+        vid = pick.variant_id if pick else self.seed_id
+        history, cur = [], self.store.variant(vid)
+        while cur.parent_id is not None:
+            cur = self.store.variant(cur.parent_id)
+            history.append((cur.id, cur.value))
+        metrics = {self.metric: pick.value} if pick and pick.value is not None else {}
+        return Parent(vid, self.files[vid], metrics, tuple(reversed(history)))
+
+    def propose(self, parent: Parent) -> None:
+        """Generate one proposal from ``parent``, validate it and record it (queued to run)."""
+        request = GenerationRequest(self.program, (parent,), self.recent_failures(), n=1,
+                                    seed=self.cfg.seed + len(self.store.calls()),
+                                    seen=frozenset(self.store.seen_hashes()))
+        checkpoint("generate")
+        try:
+            proposals = self.generator.propose(request)
+        except GenerationError as exc:
+            call = GenerationCall(self.generator.name, "", "", "", error=str(exc))
+            self.store.add_call(call, parent.variant_id, "error")
+            self.rejections += 1
+            return
+        if not proposals:
+            call = GenerationCall(self.generator.name, "", "", "", error="no proposal returned")
+            self.store.add_call(call, parent.variant_id, "error")
+            self.rejections += 1
+        for proposal in proposals:
+            self.admit(proposal, parent)
+
+    def admit(self, proposal: Proposal, parent: Parent) -> None:
+        seen = self.store.seen_hashes()
+        reason = proposal.rejection or self.validate(proposal, parent.files, seen)
+        if reason is not None or proposal.files is None:
+            self.store.add_call(proposal.call, parent.variant_id, "rejected",
+                                rejection=reason or "no files")
+            self.rejections += 1
+            return
+        full = variant_hash(proposal.files)
+        if full in seen:
+            self.store.add_call(proposal.call, parent.variant_id, "duplicate", variant_id=full[:16])
+            self.rejections += 1
+            return
+        self.rejections = 0
+        self.add_variant(proposal.files, parent.variant_id, proposal.call,
+                         [(self.cfg.seed, "first")])
+
+    def record(self, done: Done) -> None:
+        """Store a finished evaluation (or retry it), then settle its variant."""
+        self.outstanding -= 1
+        if done.error is not None:
+            self.stop_reason = self.stop_reason or f"error: {done.error}"
+            raise done.error
+        ev = self.evals[done.job.eval_id]
+        if done.result is None:  # not started: the time budget ran out
+            self.stop_reason = self.stop_reason or "wall time"
+            return
+        self.durations.append(done.seconds)
+        result = done.result
+        if result.status is Status.INFRA_ERROR and ev.attempts < self.cfg.slots.infra_retries:
+            self.store.retry_evaluation(ev)
+            self.evals[ev.id] = ev = self._eval(ev.id)
+            self.submit(ev)
+            return
+        ok = result.status is Status.OK and self.metric in result.metrics
+        self.store.finish_evaluation(ev, result, result.metrics[self.metric] if ok else None)
+        self.settle(ev.variant_id)
+
+    def settle(self, vid: str) -> None:
+        """Offer a variant whose evaluations are all done to the population."""
+        evs = [e for e in self.store.evaluations() if e.variant_id == vid]
+        if any(e.state == "pending" for e in evs):
+            return
+        metrics = [e.metric for e in evs]
+        value = None if None in metrics else statistics.fmean(metrics)
+        if vid == self.seed_id and self.noise is None and len(metrics) > 1 and value is not None:
+            self.store.set_run(noise=statistics.stdev(metrics))
+        row = self.store.variant(vid)
+        verdict = self.population.consider(Candidate(vid, value, len(evs), row.idx), self.noise)
+        self.store.set_verdict(vid, verdict.value, value)
+        best = self.population.best
+        if verdict is Verdict.ADMITTED and best is not None and best.variant_id == vid:
+            self.crown(row.folder / f"eval-{evs[0].seed}" / "artifacts")
+        if verdict is Verdict.RECHECK:
+            seed = max(e.seed for e in evs) + 1
+            self.store.add_evaluation(vid, seed, "recheck")
+            self.submit(next(e for e in self.store.evaluations("pending")
+                             if e.variant_id == vid and e.seed == seed))
+
+    def crown(self, artifacts: Path) -> None:
+        """A new best: a generator that is the program itself now samples from its model."""
+        if not isinstance(self.generator, SelfImproving):
+            return
+        try:
+            self.generator.use(artifacts)
+        except ConfigError as exc:  # its export fails the host-side checks (never loaded here)
+            log.warning("the self generator keeps its model: %s", exc)
+
+    # --- start, resume, finish -----------------------------------------------------------
+    def start_or_resume(self) -> None:
+        if self.sweep is not None:  # containers of this run, or of any dead orchestrator
+            self.sweep(self.store.run_id)
+        self.store.set_run(state="running")
+        if not self.store.variants():
+            n = 1 if self.program.manifest.metric.noise is not None else \
+                self.cfg.selection.noise_seeds
+            purpose = "first" if n == 1 else "noise"
+            seeds = [(self.cfg.seed + i, purpose) for i in range(n)]
+            self.add_variant(self.program.source_files(), None, None, seeds)
+            return
+        self.store.remove_debris()
+        for row in self.store.variants():
+            self.files[row.id] = row.files()
+        done = [e for e in self.store.evaluations() if e.state == "done"]
+        pending = {e.variant_id for e in self.store.evaluations("pending")}
+        last = {e.variant_id: e.finished for e in sorted(done, key=lambda e: e.finished or 0)}
+        for vid in sorted(last, key=lambda v: last[v] or 0):
+            if vid not in pending:
+                self.settle(vid)
+        for ev in self.store.evaluations("pending"):
+            if ev.id not in self.evals:
+                self.submit(ev)
+
+    def finish(self) -> Outcome:
+        best = self.population.best
+        seed = self.store.variant(self.seed_id)
+        self.store.set_run(state="finished", finished=time.time())
+        return Outcome(self.store.run_id, self.stop_reason or "done",
+                       best.variant_id if best else None, best.value if best else None,
+                       seed.value, self.noise, self.pool.utilisation())
+
+    # --- details -------------------------------------------------------------------------
+    def add_variant(self, files: dict[str, str], parent_id: str | None,
+                    call: GenerationCall | None, seeds: list[tuple[int, str]]) -> None:
+        vid = Variant(self.program, files).id
+        seed_files = self.files.get(self.seed_id, files) if parent_id else files
+        self.store.add_variant(
+            vid=vid, full_hash=variant_hash(files), parent_id=parent_id, files=files,
+            diff=unified_diff(self.files[parent_id], files) if parent_id else "",
+            seed_diff=unified_diff(seed_files, files), call=call, seeds=seeds)
+        self.files[vid] = files
+        for ev in self.store.evaluations("pending"):
+            if ev.variant_id == vid:
+                self.submit(ev)
+
+    def submit(self, ev: EvalRow) -> None:
+        self.evals[ev.id] = ev
+        folder = self.store.eval_folder(ev)
+        if folder.exists():  # what a killed or retried attempt left
+            shutil.rmtree(folder)
+        variant = Variant(self.program, self.files[ev.variant_id])
+        self.pool.submit(Job(ev.id, variant, folder, ev.seed, 0 if ev.purpose == "recheck" else 1))
+        self.outstanding += 1
+
+    def recent_failures(self) -> tuple[Failure, ...]:
+        failed = [e for e in self.store.evaluations("done") if e.status is not Status.OK]
+        return tuple(Failure(e.variant_id, e.status.value if e.status else "?", e.error or "")
+                     for e in failed[-3:])
+
+    def _budget_spent(self) -> str | None:
+        budget = self.cfg.budget
+        if budget.variants is not None and len(self.files) - 1 >= budget.variants:
+            return "variant budget"
+        if not self._time_left():
+            return "wall time"
+        if self.rejections >= budget.max_rejections:
+            return f"generator gave no new variant in {self.rejections} calls"
+        return None
+
+    def _time_left(self) -> bool:
+        limit = self.cfg.budget.wall_time_s
+        if limit is None:
+            return True
+        expect = statistics.median(self.durations) if self.durations else 0.0
+        return time.monotonic() - self.t0 + expect <= limit
+
+    def _eval(self, eval_id: int) -> EvalRow:
+        return next(e for e in self.store.evaluations() if e.id == eval_id)
+
+    @property
+    def seed_id(self) -> str:
+        if self._seed_id is None:
+            self._seed_id = self.store.variants()[0].id
+        return self._seed_id
+
+    @property
+    def metric(self) -> str:
+        return self.program.manifest.metric.name
+
+    @property
+    def noise(self) -> float | None:
+        known = self.program.manifest.metric.noise
+        return known if known is not None else self.store.run_info()["noise"]
+
+
+def _check_editable(proposal: Proposal, parent: dict[str, str], seen: set[str]) -> str | None:
+    if proposal.files is None or set(proposal.files) != set(parent):
+        return "a proposal must give every editable file and no other"
+    return None

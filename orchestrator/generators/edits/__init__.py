@@ -1,0 +1,1 @@
+"""Model text in, checked proposal out: parse, apply, validate, diff."""

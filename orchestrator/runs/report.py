@@ -1,0 +1,146 @@
+"""A run's report: one static HTML file with inline SVG, readable without a server.
+
+It shows the best-so-far curve, every variant's metric by index and status (failures drawn on the
+floor, since they have no value), the lineage tree, and each variant's diff against its parent.
+Everything comes from the store, so a report can be written for a running or killed run.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from pathlib import Path
+
+from orchestrator.program import Program
+from orchestrator.result import Score
+from orchestrator.runs.store import Store, VariantRow
+from orchestrator.runs.summary import summarize
+
+_W, _H, _PAD = 720, 300, 48
+_COLORS = {"ok": "#2b7bb9", "crash": "#d62728", "timeout": "#ff7f0e", "oom": "#9467bd",
+           "invalid": "#8c564b", "infra_error": "#7f7f7f", "pending": "#bbbbbb"}
+_CSS = """body{font:14px system-ui,sans-serif;margin:2em;max-width:980px}
+table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}
+pre.diff{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}
+ul.tree{list-style:none;padding-left:1.2em;border-left:1px dotted #aaa}
+.admitted{font-weight:bold}.legend span{margin-right:1em}"""
+
+
+def variant_status(store: Store) -> dict[str, str]:
+    """Each variant's status: ``ok`` when every evaluation is, else its first failure."""
+    out: dict[str, str] = {}
+    for ev in store.evaluations():
+        status = ev.status.value if ev.status else "pending"
+        if out.get(ev.variant_id, "ok") == "ok":
+            out[ev.variant_id] = status
+    return out
+
+
+def write_report(store: Store, program: Program, path: Path | None = None) -> Path:
+    """Write ``report.html`` into the run folder (or to ``path``) and return where it is."""
+    path = path or store.folder / "report.html"
+    variants = store.variants()
+    status = variant_status(store)
+    goal = program.manifest.metric.goal
+    data = summarize(store, program)
+    parts = [f"<!doctype html><meta charset=utf-8><title>selfprog {store.run_id}</title>",
+             f"<style>{_CSS}</style>",
+             f"<h1>Run {html.escape(store.run_id)} — {html.escape(program.name)}</h1>",
+             _header(data), "<h2>Best so far</h2>", curve_svg(variants, status, goal),
+             _legend(), "<h2>Lineage</h2>", lineage_html(variants, status),
+             "<h2>Variants</h2>", _table(variants, status)]
+    path.write_text("\n".join(parts))
+    return path
+
+
+def best_so_far(variants: list[VariantRow], goal: str) -> list[tuple[int, float]]:
+    """(index, best admitted value up to it) at every index where the best changed."""
+    points, best = [], None
+    for v in variants:
+        if v.verdict == "admitted" and v.value is not None and (
+                best is None or Score(best, goal) < Score(v.value, goal)):  # type: ignore[arg-type]
+            best = v.value
+            points.append((v.idx, v.value))
+    return points
+
+
+def curve_svg(variants: list[VariantRow], status: dict[str, str], goal: str) -> str:
+    values = [v.value for v in variants if v.value is not None]
+    if not values:
+        return "<p>No variant has a value yet.</p>"
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    n = max(1, max(v.idx for v in variants))
+    x = lambda i: _PAD + (_W - 2 * _PAD) * i / n  # noqa: E731
+    y = lambda val: _H - _PAD - (_H - 2 * _PAD) * (val - lo) / span  # noqa: E731
+    out = [f'<svg id="best-curve" width="{_W}" height="{_H}" xmlns="http://www.w3.org/2000/svg">',
+           f'<rect width="{_W}" height="{_H}" fill="white" stroke="#ccc"/>']
+    for val in (lo, hi):
+        out.append(f'<text x="4" y="{y(val) + 4:.1f}" font-size="11">{val:.4g}</text>')
+    out.append(f'<text x="{_W / 2}" y="{_H - 8}" font-size="11">variant index</text>')
+    for v in variants:
+        st = status.get(v.id, "pending")
+        color = _COLORS.get(st, "#000")
+        title = f"<title>#{v.idx} {v.id} {st} {v.value if v.value is not None else ''}</title>"
+        if v.value is None:
+            out.append(f'<path class="variant" d="M{x(v.idx) - 3:.1f},{_H - _PAD + 12} l6,6 m0,-6 '
+                       f'l-6,6" stroke="{color}" stroke-width="2">{title}</path>')
+        else:
+            out.append(f'<circle class="variant" cx="{x(v.idx):.1f}" cy="{y(v.value):.1f}" r="4" '
+                       f'fill="{color}" fill-opacity="0.7">{title}</circle>')
+    steps = best_so_far(variants, goal)
+    if steps:
+        pts, last = [], None
+        for idx, val in steps:
+            if last is not None:
+                pts.append(f"{x(idx):.1f},{y(last):.1f}")
+            pts.append(f"{x(idx):.1f},{y(val):.1f}")
+            last = val
+        pts.append(f"{x(n):.1f},{y(last):.1f}")
+        out.append(f'<polyline id="best-line" points="{" ".join(pts)}" fill="none" '
+                   'stroke="#2ca02c" stroke-width="2"/>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def lineage_html(variants: list[VariantRow], status: dict[str, str]) -> str:
+    children: dict[str | None, list[VariantRow]] = defaultdict(list)
+    for v in variants:
+        children[v.parent_id].append(v)
+
+    def node(v: VariantRow) -> str:
+        val = f"{v.value:.4g}" if v.value is not None else "—"
+        kids = "".join(node(c) for c in children.get(v.id, []))
+        sub = f'<ul class="tree">{kids}</ul>' if kids else ""
+        return (f'<li class="{v.verdict or ""}"><a href="#v{v.id}">#{v.idx} {v.id}</a> '
+                f'{status.get(v.id, "pending")} {val}{sub}</li>')
+
+    return f'<ul class="tree" id="lineage">{"".join(node(v) for v in children[None])}</ul>'
+
+
+def _table(variants: list[VariantRow], status: dict[str, str]) -> str:
+    rows = ["<table><tr><th>#</th><th>variant</th><th>parent</th><th>status</th><th>value</th>"
+            "<th>verdict</th></tr>"]
+    for v in variants:
+        val = f"{v.value:.5g}" if v.value is not None else "—"
+        rows.append(f'<tr id="v{v.id}"><td>{v.idx}</td><td>{v.id}</td><td>{v.parent_id or ""}'
+                    f'</td><td>{status.get(v.id, "pending")}</td><td>{val}</td>'
+                    f'<td>{v.verdict or ""}</td></tr>')
+        diff = v.diff or "(the seed)"
+        rows.append(f'<tr><td></td><td colspan="5"><details><summary>diff</summary>'
+                    f'<pre class="diff">{html.escape(diff)}</pre></details></td></tr>')
+    return "\n".join([*rows, "</table>"])
+
+
+def _header(data: dict) -> str:
+    seed, best = data["seed"] or {}, data["best"] or {}
+    fmt = lambda v: f"{v:.5g}" if isinstance(v, float) else "—"  # noqa: E731
+    return (f"<p>{data['metric']} ({data['goal']}): seed {fmt(seed.get('value'))}, best "
+            f"{fmt(best.get('value'))} (<code>{best.get('id', '—')}</code>), noise "
+            f"{fmt(data['noise'])}; {data['counts']['variants']} variants, "
+            f"{data['counts']['evaluations']} evaluations; state {data['state']}.</p>")
+
+
+def _legend() -> str:
+    spans = "".join(f'<span style="color:{c}">● {s}</span>' for s, c in _COLORS.items())
+    return f'<p class="legend">{spans}<span style="color:#2ca02c">— best so far</span></p>'

@@ -1,0 +1,93 @@
+"""What a run leaves for people and CI: counts, the best variant, summary.json/.md, best.diff.
+
+Everything here reads the store alone, so ``selfprog best`` and ``selfprog report`` work on a
+finished, resumed or killed run alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from orchestrator.program import Program
+from orchestrator.result import Score
+from orchestrator.runs.store import Store, VariantRow
+
+
+def best_variant(store: Store, goal: str) -> VariantRow | None:
+    """The best variant selection admitted (ties go to the earlier one)."""
+    admitted = [v for v in store.variants() if v.verdict == "admitted" and v.value is not None]
+    if not admitted:
+        return None
+    return max(admitted, key=lambda v: (Score(v.value, goal), -v.idx))  # type: ignore[arg-type]
+
+
+def counts(store: Store) -> dict[str, object]:
+    """The run's numbers; they add up: calls = variants - 1 + rejected + duplicate + error."""
+    evals = store.evaluations()
+    calls = Counter(c["outcome"] for c in store.calls())
+    return {
+        "variants": len(store.variants()),
+        "evaluations": len(evals),
+        "pending": sum(e.state == "pending" for e in evals),
+        "statuses": dict(Counter(e.status.value for e in evals if e.status)),
+        "calls": dict(calls),
+    }
+
+
+def summarize(store: Store, program: Program) -> dict[str, object]:
+    metric = program.manifest.metric
+    info = store.run_info()
+    noise = metric.noise if metric.noise is not None else info["noise"]
+    seed = store.variants()[0] if store.variants() else None
+    best = best_variant(store, metric.goal)
+    gain = None
+    if best and seed and best.value is not None and seed.value is not None:
+        gain = abs(best.value - seed.value)
+    return {
+        "run": store.run_id, "program": program.name, "state": info["state"],
+        "metric": metric.name, "goal": metric.goal, "noise": noise,
+        "seed": {"id": seed.id, "value": seed.value} if seed else None,
+        "best": {"id": best.id, "idx": best.idx, "value": best.value} if best else None,
+        "gain": gain, "gain_in_noise": gain / noise if gain is not None and noise else None,
+        "counts": counts(store),
+    }
+
+
+def write_outputs(store: Store, program: Program, summary_md: Path | None = None) -> dict:
+    """Write ``summary.json``, ``summary.md`` and ``best.diff`` into the run folder.
+
+    Args:
+        summary_md: also append the markdown summary here (e.g. ``$GITHUB_STEP_SUMMARY``).
+    """
+    data = summarize(store, program)
+    folder = store.folder
+    (folder / "summary.json").write_text(json.dumps(data, indent=2))
+    best = best_variant(store, program.manifest.metric.goal)
+    (folder / "best.diff").write_text(best.seed_diff if best else "")
+    md = markdown(data)
+    (folder / "summary.md").write_text(md)
+    if summary_md is not None:
+        with open(summary_md, "a") as out:
+            out.write(md)
+    return data
+
+
+def markdown(data: dict) -> str:
+    seed, best, c = data["seed"], data["best"], data["counts"]
+    lines = [f"## selfprog run `{data['run']}` — {data['program']}", "",
+             f"| | {data['metric']} ({data['goal']}) |", "|---|---|",
+             f"| seed `{seed['id'] if seed else '-'}` | {_num(seed and seed['value'])} |",
+             f"| best `{best['id'] if best else '-'}` | {_num(best and best['value'])} |",
+             f"| gain | {_num(data['gain'])} ({_num(data['gain_in_noise'])} × noise "
+             f"{_num(data['noise'])}) |", "",
+             f"{c['variants']} variants, {c['evaluations']} evaluations "
+             f"({', '.join(f'{k}: {v}' for k, v in sorted(c['statuses'].items()))}), "
+             f"generation calls: {', '.join(f'{k}: {v}' for k, v in sorted(c['calls'].items()))}.",
+             ""]
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "-"

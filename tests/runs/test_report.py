@@ -1,0 +1,80 @@
+"""The report and the CI outputs, from a run made with the fake runner."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+from orchestrator.runs.gc import collect
+from orchestrator.runs.report import write_report
+from orchestrator.runs.summary import write_outputs
+
+from tests.evolution.fakes import FakeGenerator, FakeRunner
+from tests.evolution.test_loop import evolve
+
+
+class Finder(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+        self.tags: list[tuple[str, dict]] = []
+        self.diffs: list[str] = []
+        self._in_diff = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append((tag, attrs))
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        self._in_diff = tag == "pre" and attrs.get("class") == "diff"
+
+    def handle_data(self, data):
+        if self._in_diff:
+            self.diffs.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "pre":
+            self._in_diff = False
+
+
+def test_the_report_renders_the_curve_every_variant_the_lineage_and_the_diffs(tmp_path):
+    evo, out = evolve(tmp_path, FakeRunner(crash_on={1.0}),
+                      FakeGenerator(script=[1.0, 0.5, 2.0, 2.5]), **{"budget.variants": 4})
+    path = write_report(evo.store, evo.program)
+    page = Finder()
+    page.feed(path.read_text())
+    assert {"best-curve", "best-line", "lineage"} <= page.ids
+    points = [a for t, a in page.tags if a.get("class") == "variant"]
+    assert len(points) == 5, "one mark per variant, failures included"
+    assert any(t == "path" for t, a in page.tags if a.get("class") == "variant"), \
+        "the crashed variant is drawn on the floor"
+    assert any("+X = 2.5" in d for d in page.diffs) and any("-X = 0.0" in d for d in page.diffs)
+    assert path.read_text().count("<li") == 5
+
+
+def test_ci_outputs_name_the_best_and_its_patch_against_the_seed(tmp_path):
+    evo, out = evolve(tmp_path, FakeRunner(), FakeGenerator(script=[1.0, 2.0]),
+                      **{"budget.variants": 2})
+    md = tmp_path / "step-summary.md"
+    md.write_text("earlier step\n")
+    data = write_outputs(evo.store, evo.program, md)
+    assert data["best"]["id"] == out.best_id
+    assert json.loads((evo.store.folder / "summary.json").read_text())["best"]["value"] == 1.0
+    diff = (evo.store.folder / "best.diff").read_text()
+    assert diff.startswith("--- a/train.py") and "+X = 2.0" in diff and "-X = 0.0" in diff
+    text = md.read_text()
+    assert text.startswith("earlier step\n") and out.best_id in text and "| best" in text
+
+
+def test_gc_keeps_the_best_the_seed_and_the_kept_and_the_report_still_renders(tmp_path):
+    evo, out = evolve(tmp_path, FakeRunner(), FakeGenerator(script=[1.0, 2.0, 0.5]),
+                      **{"budget.variants": 3})
+    variants = evo.store.variants()
+    keep = next(v.id for v in variants if v.id not in (out.best_id, variants[0].id))
+    done = collect(evo.store, evo.program, None, keep=(keep[:6],))
+    assert len(done.variants) == 1
+    gone = evo.store.variant(done.variants[0])
+    assert gone.collected and not gone.folder.exists()
+    for v in evo.store.variants():
+        assert v.folder.exists() == (v.id != gone.id)
+    assert "+X = " in write_report(evo.store, evo.program).read_text()

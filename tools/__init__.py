@@ -1,0 +1,1 @@
+"""How the shipped data was made: offline builders, outside the package."""
