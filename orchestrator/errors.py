@@ -53,8 +53,8 @@ class EditError(SelfprogError):
     """A proposed edit is malformed or breaks a rule (not editable, does not apply ...)."""
 
 
-class GenerationError(SelfprogError):
-    """A generator failed to produce a response (deadline, server error ...)."""
+class CodeLMError(SelfprogError):
+    """An exported code model is missing, malformed, or failed while sampling."""
 
 
 class StoreError(SelfprogError):

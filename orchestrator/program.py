@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from orchestrator.errors import ConfigError
+from orchestrator.toml_model import Frozen, load_toml_model
 
 MANIFEST = "program.toml"
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([kmg]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _relative(path: str) -> str:
@@ -33,7 +29,7 @@ def _relative(path: str) -> str:
     return str(pure)
 
 
-class ProgramSection(_Frozen):
+class ProgramSection(Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     """Short name; used in image tags and labels."""
     entrypoint: str = "train.py"
@@ -53,7 +49,7 @@ class ProgramSection(_Frozen):
         return tuple(_relative(p) for p in value)
 
 
-class MetricSection(_Frozen):
+class MetricSection(Frozen):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
     """The key of the evaluator's result that ranks variants."""
     goal: Literal["minimize", "maximize"]
@@ -62,7 +58,7 @@ class MetricSection(_Frozen):
     """Standard deviation of the metric across seeds of the same source, when measured."""
 
 
-class ResourcesSection(_Frozen):
+class ResourcesSection(Frozen):
     cpus: float = Field(default=1.0, gt=0, le=256)
     """CPU cores one run may use."""
     memory: str = "2g"
@@ -101,7 +97,7 @@ class ResourcesSection(_Frozen):
         return self.time_budget_s or 0.8 * self.timeout_s
 
 
-class DataSection(_Frozen):
+class DataSection(Frozen):
     train: str | None = None
     """Folder given to the TRAIN stage only, read-only."""
     heldout: str | None = None
@@ -113,7 +109,7 @@ class DataSection(_Frozen):
         return None if value is None else _relative(value)
 
 
-class Manifest(_Frozen):
+class Manifest(Frozen):
     program: ProgramSection
     metric: MetricSection
     resources: ResourcesSection = ResourcesSection()
@@ -147,14 +143,7 @@ class Program:
         path = root / MANIFEST
         if not path.is_file():
             raise ConfigError(f"{root} is not a program: it has no {MANIFEST}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        try:
-            manifest = Manifest.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(f"{path}: {describe_validation(exc)}") from None
+        manifest = load_toml_model(Manifest, path)
         program = cls(root, manifest)
         program._check_files(path)
         return program
@@ -214,14 +203,3 @@ def variant_hash(files: dict[str, str]) -> str:
         digest.update(body)
     return digest.hexdigest()
 
-
-def describe_validation(exc: ValidationError) -> str:
-    """A pydantic error as one readable line that names each bad key."""
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {key!r}")
-        else:
-            parts.append(f"{key}: {err['msg']}")
-    return "; ".join(parts)

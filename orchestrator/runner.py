@@ -51,3 +51,36 @@ class Runner(Protocol):
                 (before any container starts).
         """
         ...
+
+
+class Backend(Protocol):
+    """Where variants run: the local Docker engine today, a cluster later.
+
+    The evolve launcher asks it for the host's GPUs (to plan slots), a runner for the flavour
+    the slots need, and to sweep what a run (or a dead orchestrator) left behind.
+    """
+
+    def host_gpus(self) -> int:
+        """NVIDIA GPUs the backend can hand to slots (0 on a CPU-only host)."""
+        ...
+
+    def runner(self, gpu: bool) -> Runner:
+        """A runner whose runtime image is ready (built if missing), CUDA-capable if ``gpu``.
+
+        Raises:
+            EngineError: the engine or the image build failed.
+        """
+        ...
+
+    def sweep(self, run_id: str | None = None) -> list[str]:
+        """Remove leftovers of dead orchestrators, and everything of ``run_id`` when given;
+        return what was removed.
+
+        Raises:
+            EngineError: the engine could not list or remove them.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the connection to the engine."""
+        ...

@@ -15,21 +15,19 @@ reference solution or skeleton to start from (optional: a generator may write it
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from orchestrator.errors import ConfigError
-from orchestrator.program import Program, describe_validation
+from orchestrator.program import Program
+from orchestrator.toml_model import Frozen, load_toml_model
 
 TASK_FILE = "task.toml"
 TASKS_DIR = Path(__file__).resolve().parent.parent / "programs" / "tasks"
 
 
-class TaskSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class TaskSection(Frozen):
     description: str = Field(min_length=20)
     """What the sub-model must do, in words a language model reads in its prompt."""
     train_data: str = Field(min_length=10)
@@ -42,9 +40,7 @@ class TaskSection(BaseModel):
     """Where the data comes from and under which licence."""
 
 
-class TaskFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class TaskFile(Frozen):
     task: TaskSection
 
 
@@ -67,12 +63,7 @@ class Task:
         path = root / TASK_FILE
         if not path.is_file():
             raise ConfigError(f"{root} is not a task: it has no {TASK_FILE}")
-        try:
-            spec = TaskFile.model_validate(tomllib.loads(path.read_text())).task
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        except ValidationError as exc:
-            raise ConfigError(f"{path}: {describe_validation(exc)}") from None
+        spec = load_toml_model(TaskFile, path).task
         program = Program.load(root)
         if spec.reference and spec.reference != program.manifest.program.entrypoint:
             raise ConfigError(f"{path}: reference {spec.reference!r} must be the program's "

@@ -11,18 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from orchestrator.errors import ConfigError
 from orchestrator.generators.config import GeneratorConfig
-from orchestrator.program import describe_validation
+from orchestrator.toml_model import Frozen, read_toml, validate
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SelectionConfig(_Frozen):
+class SelectionConfig(Frozen):
     strategy: Literal["greedy", "elitist"] = "greedy"
     """``greedy``: the paper's loop (best so far is the parent); ``elitist``: a population with
     tournament sampling."""
@@ -39,7 +35,7 @@ class SelectionConfig(_Frozen):
     ``[metric] noise`` is unset."""
 
 
-class BudgetConfig(_Frozen):
+class BudgetConfig(Frozen):
     variants: int | None = Field(default=None, ge=0)
     """Most new variants to propose (the seed not counted); None: no limit."""
     wall_time_s: float | None = Field(default=900.0, gt=0)
@@ -48,7 +44,7 @@ class BudgetConfig(_Frozen):
     """Consecutive generation calls that yield no new variant before the run gives up."""
 
 
-class SlotsConfig(_Frozen):
+class SlotsConfig(Frozen):
     count: int | None = Field(default=None, ge=1, le=256)
     """Variants evaluated at once. None: one per GPU found (each given its GPUs), or on a CPU
     host as many as the cores fit at the program's ``cpus``."""
@@ -60,7 +56,7 @@ class SlotsConfig(_Frozen):
     """Attempts after an ``infra_error`` before the evaluation is recorded as such."""
 
 
-class EvolveConfig(_Frozen):
+class EvolveConfig(Frozen):
     program: Path = Path("programs/codelm")
     """The program directory to evolve."""
     runs_dir: Path = Path("runs")
@@ -98,18 +94,10 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     where = "defaults" if base is None else "the stored config"
     if path is not None:
         where = str(path)
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = read_toml(Path(path))
     for key, value in (overrides or {}).items():
         _set(data, key, value)
-    try:
-        return EvolveConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {describe_validation(exc)}") from None
+    return validate(EvolveConfig, data, where)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from orchestrator.checkpoints import checkpoint
-from orchestrator.errors import ConfigError, GenerationError
+from orchestrator.errors import ConfigError
 from orchestrator.evolution.config import EvolveConfig
 from orchestrator.evolution.selection import Candidate, Population, Verdict, make_strategy
 from orchestrator.evolution.slots import Done, Job, Slot, SlotPool
@@ -130,13 +130,7 @@ class Evolution:
                                     seed=self.cfg.seed + len(self.store.calls()),
                                     seen=frozenset(self.store.seen_hashes()))
         checkpoint("generate")
-        try:
-            proposals = self.generator.propose(request)
-        except GenerationError as exc:
-            call = GenerationCall(self.generator.name, "", "", "", error=str(exc))
-            self.store.add_call(call, parent.variant_id, "error")
-            self.rejections += 1
-            return
+        proposals = self.generator.propose(request)
         if not proposals:
             call = GenerationCall(self.generator.name, "", "", "", error="no proposal returned")
             self.store.add_call(call, parent.variant_id, "error")

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from orchestrator.toml_model import Frozen
 
 Backend = Literal["auto", "hf", "openai", "self", "mutate"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class PromptConfig(_Frozen):
+class PromptConfig(Frozen):
     max_failures: int = Field(default=3, ge=0, le=50)
     """Most recent failures shown in a prompt (each with its trimmed error tail)."""
     error_tail_lines: int = Field(default=12, ge=1, le=500)
@@ -25,7 +23,7 @@ class PromptConfig(_Frozen):
     """Most ancestors whose metric is listed in a prompt (the newest are kept)."""
 
 
-class ValidationConfig(_Frozen):
+class ValidationConfig(Frozen):
     max_file_bytes: int = Field(default=200_000, ge=1)
     """Largest editable file a proposal may produce."""
     max_growth: float = Field(default=4.0, gt=1)
@@ -35,7 +33,7 @@ class ValidationConfig(_Frozen):
     (or a truncated answer) and rejected."""
 
 
-class HFConfig(_Frozen):
+class HFConfig(Frozen):
     model: str | None = None
     """Hub id or local folder of a transformers causal LM. None: the backend is unavailable."""
     device: str = "auto"
@@ -48,7 +46,7 @@ class HFConfig(_Frozen):
     """Context length to fit prompts into; None reads it from the model's config."""
 
 
-class OpenAIConfig(_Frozen):
+class OpenAIConfig(Frozen):
     base_url: str | None = None
     """Endpoint root, e.g. ``http://127.0.0.1:8000/v1``. None: the backend is unavailable."""
     model: str = "default"
@@ -69,7 +67,7 @@ class OpenAIConfig(_Frozen):
     """The model's context length, which the prompt is fitted into."""
 
 
-class CodeLMConfig(_Frozen):
+class CodeLMConfig(Frozen):
     model: str | None = None
     """Folder of an exported codelm (the ``self`` backend); the evolve loop points it at the
     current best variant's artifacts."""
@@ -85,7 +83,7 @@ class CodeLMConfig(_Frozen):
     """Wall-clock deadline of one sampling container (a proposal batch); it is killed after."""
 
 
-class MutateConfig(_Frozen):
+class MutateConfig(Frozen):
     max_changes: int = Field(default=3, ge=1, le=20)
     """Most settings changed in one variant (1 to this, fewer more likely)."""
     undeclared: bool = False
@@ -96,7 +94,7 @@ class MutateConfig(_Frozen):
     """Draws tried per proposal before giving up on finding an unseen variant."""
 
 
-class GeneratorConfig(_Frozen):
+class GeneratorConfig(Frozen):
     backend: Backend = "auto"
     """``auto``: openai when an endpoint is set, else hf when its model loads, else mutate."""
     temperature: float = Field(default=0.8, ge=0, le=5)

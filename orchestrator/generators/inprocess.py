@@ -21,16 +21,12 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.errors import SelfprogError
+from orchestrator.errors import CodeLMError
 from sandbox import codelm as sampler
 from sandbox.codelm import META_FILE, MODEL_FILE
 
 __all__ = ["META_FILE", "MODEL_FILE", "CodeLMError", "ExportedCodeLM", "export_tiny"]
 SEED_TRAIN = Path(__file__).resolve().parents[2] / "programs" / "codelm" / "train.py"
-
-
-class CodeLMError(SelfprogError):
-    """An exported codelm is missing, malformed, or failed while sampling."""
 
 
 class ExportedCodeLM:

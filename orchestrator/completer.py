@@ -1,0 +1,44 @@
+"""The interface between the ``self`` generator and whatever runs an exported code model.
+
+The generator never loads a model itself: a factory hands it a :class:`Completer`, by default
+the sandboxed one (``containers.sampler.SandboxedCompleter``: one hardened container per batch),
+or, for a model you trust, the in-process one (``generators.inprocess.InProcessCompleter``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.errors import CodeLMError
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """One completion to sample from a byte-level code model."""
+
+    prompt: str
+    """The text to continue; only its last ``context`` bytes are seen."""
+    max_new_bytes: int
+    """Most bytes to sample."""
+    temperature: float = 0.8
+    """0 is greedy; higher is more random."""
+    seed: int = 0
+    """The same seed, prompt and model give the same text on the same device."""
+    stop: str | None = None
+    """End early once the completion contains it; the result is cut before it."""
+
+
+class Completer(Protocol):
+    """Samples completions from one exported model."""
+
+    context: int
+    """Most bytes the model attends to."""
+
+    def complete_many(self, requests: list[CompletionRequest]) -> list[str | CodeLMError]:
+        """Each request's completion (without its prompt), or the error the model gave on it.
+
+        Raises:
+            CodeLMError: the batch failed as a whole (engine, deadline, crash, bad output).
+        """
+        ...
