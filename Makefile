@@ -41,6 +41,7 @@ schema: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: images lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -57,5 +57,11 @@ class CodeLMError(SelfprogError):
     """An exported code model is missing, malformed, or failed while sampling."""
 
 
+class Interrupted(SelfprogError):
+    """The user stopped a run (Ctrl-C); it resumes from its store."""
+
+    exit_code = 130
+
+
 class StoreError(SelfprogError):
     """The run store is missing, corrupt, or belongs to another run."""

@@ -155,9 +155,9 @@ class Program:
                 raise ConfigError(f"{path}: {rel!r} is named but not in {self.root}")
         if p.evaluator in p.editable:
             raise ConfigError(f"{path}: the evaluator {p.evaluator!r} cannot be editable")
-        for rel in (self.manifest.data.train, self.manifest.data.heldout):
-            if rel and not (self.root / rel).is_dir():
-                raise ConfigError(f"{path}: data folder {rel!r} is not in {self.root}")
+        for folder in (self.manifest.data.train, self.manifest.data.heldout):
+            if folder and not (self.root / folder).is_dir():
+                raise ConfigError(f"{path}: data folder {folder!r} is not in {self.root}")
 
     @property
     def name(self) -> str:

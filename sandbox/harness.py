@@ -142,6 +142,7 @@ class Harness:
             os.close(write_fd)
         if self.term_at is not None:  # SIGTERM came while the child was being started
             self.signal_group(signal.SIGTERM)
+        assert self.child.stdout is not None and self.child.stderr is not None  # both PIPE
         self.pump({read_fd: "protocol", self.child.stdout.fileno(): "stdout",
                    self.child.stderr.fileno(): "stderr"})
         code = self.child.wait()
@@ -159,7 +160,7 @@ class Harness:
             now = time.monotonic()
             if self.term_at is not None and now > self.term_at + self.grace_s:
                 self.signal_group(signal.SIGKILL)
-            if exited_at is None and self.child.poll() is not None:
+            if exited_at is None and self.child is not None and self.child.poll() is not None:
                 exited_at = now
             if exited_at is not None and now > exited_at + DRAIN_S:
                 break

@@ -6,7 +6,9 @@ numbers); ``sandbox.protocol`` re-exports them.
 
 from __future__ import annotations
 
-PROTOCOL_VERSION = 1
+from typing import Final
+
+PROTOCOL_VERSION: Final = 1
 MAX_LINE_BYTES = 64 * 1024
 """A line longer than this is not parsed: it is recorded as a violation and dropped."""
 MAX_METRICS = 64

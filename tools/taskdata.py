@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def split(x: np.ndarray, y: np.ndarray, heldout: float = 0.2, seed: int = 0):
     return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
 
 
-def sorting(seed: int, n: int, exclude: set[bytes] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
+def sorting(seed: int, n: int, exclude: AbstractSet[bytes] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
     """``n`` distinct random sequences (not in ``exclude``) and their sorted versions."""
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
@@ -75,8 +76,8 @@ def build_all(sklearn_data: Path) -> None:
     digits = _csv(sklearn_data / "digits.csv.gz", ",")
     save("digits", "digits", *split(digits[:, :64].astype(np.float32),
                                      digits[:, 64].astype(np.int64)))
-    feats = _csv(sklearn_data / "diabetes_data_raw.csv.gz", " ").astype(np.float32)
-    target = _csv(sklearn_data / "diabetes_target.csv.gz", " ").astype(np.float32)
+    feats: np.ndarray = _csv(sklearn_data / "diabetes_data_raw.csv.gz", " ").astype(np.float32)
+    target: np.ndarray = _csv(sklearn_data / "diabetes_target.csv.gz", " ").astype(np.float32)
     save("diabetes", "diabetes", *split(feats, target))
     save("sorting", "sorting", *sorting_parts())
 

@@ -1,28 +1,43 @@
-"""``selfprog evolve``: wire a config to the engine, the runner, a generator and the loop.
+"""``selfprog evolve``: open (or reopen) a run and drive the loop on a backend to its budget.
 
-This is the one place that touches the real parts (Docker, the images, the generator backends);
-the loop itself only sees their Protocols.
+The backend (the local Docker engine, later a cluster) arrives built: this module sees only the
+``Backend`` and ``Runner`` Protocols and the ``Generator`` the factory makes, so it imports no
+Docker code and starts no engine.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from orchestrator.errors import StoreError
+from orchestrator.errors import Interrupted, StoreError
 from orchestrator.evolution.config import EvolveConfig, load_config
 from orchestrator.evolution.loop import Evolution, Outcome
 from orchestrator.evolution.slots import plan_slots
+from orchestrator.generators.auto import make_generator
 from orchestrator.program import Program
+from orchestrator.runner import Backend
 from orchestrator.runs.report import write_report
 from orchestrator.runs.store import DB, Store
 from orchestrator.runs.summary import write_outputs
+
+log = logging.getLogger(__name__)
+
+
+class Observer(Protocol):
+    """Watches a run: the CLI's live view is one."""
+
+    def start(self, evolution: Evolution) -> None: ...
+
+    def tick(self, evolution: Evolution) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -66,40 +81,47 @@ def open_run(config: Path | None, overrides: dict[str, Any], resume: str | None
     return cfg, store, program
 
 
-def run_evolution(config: Path | None, overrides: dict[str, Any], *, resume: str | None = None,
-                  summary_md: Path | None = None, on_start: Callable[[Evolution], None] = print,
-                  on_tick: Callable[[Evolution], None] | None = None,
-                  log: Callable[[str], None] = print) -> Finished:
+def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Backend,
+                  resume: str | None = None, summary_md: Path | None = None,
+                  observer: Observer | None = None) -> Finished:
     """Run (or resume) an evolution to its budget; write the summary, best.diff and report.
+
+    Args:
+        config: a TOML config; None runs on the embedded defaults.
+        overrides: dotted keys over the config (or over a resumed run's stored config).
+        backend: where variants run; the caller owns it (and closes it).
+        resume: a run id or folder to continue.
+        summary_md: also append the markdown summary here (e.g. ``$GITHUB_STEP_SUMMARY``).
+        observer: told when the run starts, after each step, and when it stops.
 
     Raises:
         ConfigError: a bad config, program or slot plan (exit code 2).
         EngineError: the engine or the images failed (exit code 3).
         StoreError: the run to resume does not exist (exit code 1).
+        Interrupted: Ctrl-C; the run's containers are removed and it resumes later (exit 130).
     """
-    from orchestrator.containers import engine
-    from orchestrator.containers.docker_runner import DockerRunner
-    from orchestrator.containers.images import ensure_runtime
-    from orchestrator.containers.sweep import sweep
-    from orchestrator.generators import make_generator
-
     cfg, store, program = open_run(config, overrides, resume)
-    slots = plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)), engine.host_gpus())
-    client = engine.ensure_engine(log=log)
-    flavour = "gpu" if any(s.gpu_ids for s in slots) else "cpu"
-    runner = DockerRunner(client, runtime={flavour: ensure_runtime(client, flavour, log=log)})
-    generator = make_generator(cfg.generator, say=log)
-    evolution = Evolution(cfg, store, program, runner, generator, slots,
-                          sweep=lambda run_id: sweep(client, run_id))
-    on_start(evolution)
     try:
-        outcome = evolution.run(on_tick)
+        slots = plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)), backend.host_gpus())
+        runner = backend.runner(gpu=any(s.gpu_ids for s in slots))
+        generator = make_generator(cfg.generator)
+        evolution = Evolution(cfg, store, program, runner, generator, slots, sweep=backend.sweep)
+        log.info("run %s: %s, %d slot(s), folder %s", store.run_id, program.name, len(slots),
+                 store.folder)
+        if observer is not None:
+            observer.start(evolution)
+        try:
+            outcome = evolution.run(observer.tick if observer is not None else None)
+        finally:
+            if observer is not None:
+                observer.stop()
         summary = write_outputs(store, program, summary_md)
         report = write_report(store, program)
     except KeyboardInterrupt:  # stop this run's containers now; pending work waits for --resume
-        sweep(client, store.run_id)
+        backend.sweep(store.run_id)
         store.set_run(state="interrupted")
-        raise
+        raise Interrupted(f"interrupted: resume with selfprog evolve --resume {store.run_id}"
+                          ) from None
     finally:
         store.close()
     return Finished(outcome, store.folder, report, summary)

@@ -1,0 +1,119 @@
+"""Commands that read a run: status, best, show, lineage, report, gc."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.tree import Tree
+
+from orchestrator.cli.common import RunArg, RunsDir, console, say
+from orchestrator.program import Program
+from orchestrator.runs.store import Store
+
+
+def open_run(run: str, runs_dir: Path) -> tuple[Store, Program]:
+    """A run's store and the program it evolves.
+
+    Raises:
+        StoreError: no such run.
+        ConfigError: its program no longer loads.
+    """
+    from orchestrator.evolution.launch import find_run
+
+    store = Store(find_run(run, runs_dir))
+    return store, Program.load(store.run_info()["program"])
+
+
+def status(run: Annotated[str | None, typer.Argument(help="A run; omitted: list runs.")] = None,
+           runs_dir: RunsDir = Path("runs")) -> None:
+    """A run's counts and best, or every run in --runs-dir."""
+    from orchestrator.runs.summary import summarize
+
+    if run is None:
+        for folder in sorted(runs_dir.glob("*/run.db")):
+            store, program = open_run(str(folder.parent), runs_dir)
+            s = summarize(store, program)
+            best = s["best"]["value"] if s["best"] else "—"
+            say(f"{s['run']}  {s['program']}  {s['state']}  {s['counts']['variants']} "
+                f"variants  best {s['metric']} {best}")
+        return
+    store, program = open_run(run, runs_dir)
+    print(json.dumps(summarize(store, program), indent=2))
+
+
+def best(run: RunArg, runs_dir: RunsDir = Path("runs"),
+         diff: Annotated[bool, typer.Option(help="Print the patch against the seed.")] = False
+         ) -> None:
+    """The best variant of a run (id and metric), or its patch against the seed."""
+    from orchestrator.runs.summary import best_variant
+
+    store, program = open_run(run, runs_dir)
+    row = best_variant(store, program.manifest.metric.goal)
+    if row is None:
+        say("no variant has been admitted yet")
+        raise typer.Exit(1)
+    print(row.seed_diff if diff else f"{row.id} {program.manifest.metric.name}={row.value}")
+
+
+def show(run: RunArg, variant: Annotated[str, typer.Argument(help="Variant id or prefix.")],
+         runs_dir: RunsDir = Path("runs"),
+         log_lines: Annotated[int, typer.Option(help="Lines of each log.")] = 20) -> None:
+    """One variant: its source, diff, evaluations (metrics, status) and the ends of its logs."""
+    store, _program = open_run(run, runs_dir)
+    row = store.variant(variant)
+    say(f"[bold]variant {row.id}[/] #{row.idx} parent {row.parent_id or '—'} "
+        f"verdict {row.verdict or '—'} value {row.value}")
+    if row.folder.exists():
+        for rel, text in row.files().items():
+            say(f"[bold]--- {rel}[/]")
+            print(text)
+    print(row.diff or "(the seed: no diff)")
+    for ev in store.evaluations(variant_id=row.id):
+        say(f"[bold]evaluation seed {ev.seed}[/] ({ev.purpose}): {ev.state} {ev.status} "
+            f"metric {ev.metric} {ev.duration_s or 0:.1f} s {ev.error or ''}")
+        for log in sorted((row.folder / f"eval-{ev.seed}").glob("*.log")):
+            say(f"[dim]{log}[/]")
+            print("".join(log.read_text(errors="replace").splitlines(True)[-log_lines:]))
+
+
+def lineage(run: RunArg, runs_dir: RunsDir = Path("runs")) -> None:
+    """The tree of parents and children, with each variant's value and verdict."""
+    store, _program = open_run(run, runs_dir)
+    nodes: dict[str, Tree] = {}
+    root = Tree(f"run {store.run_id}")
+    for v in store.variants():
+        parent = nodes.get(v.parent_id, root) if v.parent_id else root
+        value = f"{v.value:.5g}" if v.value is not None else "—"
+        nodes[v.id] = parent.add(f"#{v.idx} {v.id} {value} {v.verdict or ''}")
+    console.print(root)
+
+
+def report(run: RunArg, runs_dir: RunsDir = Path("runs"),
+           out: Annotated[Path | None, typer.Option(help="Where to write the HTML.")] = None
+           ) -> None:
+    """Write the run's static HTML report (curve, statuses, lineage, diffs) and say where."""
+    from orchestrator.runs.report import write_report
+
+    store, program = open_run(run, runs_dir)
+    print(write_report(store, program, out))
+
+
+def gc(run: RunArg, runs_dir: RunsDir = Path("runs"),
+       keep: Annotated[list[str] | None, typer.Option(help="Variant ids to keep.")] = None
+       ) -> None:
+    """Remove the folders and images of variants that are neither best, seed nor kept."""
+    from orchestrator.containers.backend import LocalBackend
+    from orchestrator.runs.gc import collect
+
+    store, program = open_run(run, runs_dir)
+    keep_all = tuple(keep or ()) + tuple(json.loads(store.run_info()["config"])["keep"])
+    backend = LocalBackend.connect()
+    try:
+        done = collect(store, program, backend.remove_image, keep_all)
+    finally:
+        backend.close()
+    say(f"collected {len(done.variants)} variant(s), {len(done.images)} image(s), "
+        f"{done.bytes_freed / 2**20:.1f} MiB of folders")
