@@ -34,7 +34,8 @@ def split(x: np.ndarray, y: np.ndarray, heldout: float = 0.2, seed: int = 0):
     return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
 
 
-def sorting(seed: int, n: int, exclude: AbstractSet[bytes] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
+def sorting(seed: int, n: int,
+            exclude: AbstractSet[bytes] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
     """``n`` distinct random sequences (not in ``exclude``) and their sorted versions."""
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
