@@ -53,9 +53,5 @@ class EditError(SelfprogError):
     """A proposed edit is malformed or breaks a rule (not editable, does not apply ...)."""
 
 
-class GenerationError(SelfprogError):
-    """A generator failed to produce a response (deadline, server error ...)."""
-
-
 class StoreError(SelfprogError):
     """The run store is missing, corrupt, or belongs to another run."""

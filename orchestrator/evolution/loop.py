@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from orchestrator.checkpoints import checkpoint
-from orchestrator.errors import ConfigError, GenerationError
+from orchestrator.errors import ConfigError
 from orchestrator.evolution.config import EvolveConfig
 from orchestrator.evolution.selection import Candidate, Population, Verdict, make_strategy
 from orchestrator.evolution.slots import Done, Job, Slot, SlotPool
@@ -125,18 +125,16 @@ class Evolution:
         return Parent(vid, self.files[vid], metrics, tuple(reversed(history)))
 
     def propose(self, parent: Parent) -> None:
-        """Generate one proposal from ``parent``, validate it and record it (queued to run)."""
+        """Generate one proposal from ``parent``, validate it and record it (queued to run).
+
+        A generator reports what went wrong with a model's output as a rejected proposal; an
+        exception out of it is a bug and stops the run (which resumes from the store).
+        """
         request = GenerationRequest(self.program, (parent,), self.recent_failures(), n=1,
                                     seed=self.cfg.seed + len(self.store.calls()),
                                     seen=frozenset(self.store.seen_hashes()))
         checkpoint("generate")
-        try:
-            proposals = self.generator.propose(request)
-        except GenerationError as exc:
-            call = GenerationCall(self.generator.name, "", "", "", error=str(exc))
-            self.store.add_call(call, parent.variant_id, "error")
-            self.rejections += 1
-            return
+        proposals = self.generator.propose(request)
         if not proposals:
             call = GenerationCall(self.generator.name, "", "", "", error="no proposal returned")
             self.store.add_call(call, parent.variant_id, "error")

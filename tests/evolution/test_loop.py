@@ -217,3 +217,21 @@ def test_a_generator_that_returns_nothing_ends_the_run_instead_of_spinning(tmp_p
     assert out.reason == "generator gave no new variant in 5 calls"
     assert len(evo.generator.requests) == 5
     assert out.best_id == evo.seed_id
+
+
+class Raises(FakeGenerator):
+    def propose(self, request):
+        self.requests.append(request)
+        raise Bug("generator bug")
+
+
+def test_a_generator_that_raises_stops_the_run_and_is_not_recorded_as_a_call(tmp_path):
+    with pytest.raises(Bug):
+        evolve(tmp_path, FakeRunner(), Raises())
+    store = Store(tmp_path / "runs" / "r1")
+    assert store.calls() == [], "a bug in a generator is not a generation call"
+    program = make_program(tmp_path / "prog")
+    cfg = load_config(None, {"program": str(program.root), "budget.variants": 2})
+    out = Evolution(cfg, store, program, FakeRunner(), FakeGenerator(), [Slot(0)]).run()
+    assert out.best_id is not None
+    assert_counts_add_up(store)
