@@ -28,25 +28,7 @@ from orchestrator.checkpoints import checkpoint
 from orchestrator.errors import StoreError
 from orchestrator.generators.base import GenerationCall
 from orchestrator.result import Status, VariantResult
-
-DB = "run.db"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, created REAL, program TEXT, config TEXT, state TEXT,
-    noise REAL, finished REAL);
-CREATE TABLE IF NOT EXISTS variants (
-    id TEXT PRIMARY KEY, idx INTEGER UNIQUE, hash TEXT UNIQUE, parent_id TEXT, call_id INTEGER,
-    created REAL, folder TEXT, diff TEXT, seed_diff TEXT, collected INTEGER DEFAULT 0,
-    verdict TEXT, value REAL);
-CREATE TABLE IF NOT EXISTS evaluations (
-    id INTEGER PRIMARY KEY, variant_id TEXT, seed INTEGER, purpose TEXT, state TEXT,
-    attempts INTEGER DEFAULT 0, status TEXT, metric REAL, result TEXT, duration_s REAL,
-    finished REAL, UNIQUE (variant_id, seed));
-CREATE TABLE IF NOT EXISTS generation_calls (
-    id INTEGER PRIMARY KEY, created REAL, backend TEXT, model TEXT, parent_id TEXT,
-    outcome TEXT, variant_id TEXT, rejection TEXT, error TEXT, latency_s REAL,
-    tokens_in INTEGER, tokens_out INTEGER);
-"""
+from orchestrator.runs.schema import DB, connect
 
 
 @dataclass(frozen=True)
@@ -89,7 +71,11 @@ class EvalRow:
 
 
 class Store:
-    """One run's records. Written by one thread of one process; read by anyone."""
+    """One run's records. Written by one thread of one process; read by anyone.
+
+    Raises (on open):
+        StoreError: the folder holds no run, or one written with another ``SCHEMA_VERSION``.
+    """
 
     def __init__(self, folder: Path, *, create: bool = False):
         self.folder = Path(folder)
@@ -97,10 +83,7 @@ class Store:
         if not create and not path.is_file():
             raise StoreError(f"{self.folder} is not a run: it has no {DB}")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db = connect(path)
 
     @property
     def run_id(self) -> str:
