@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.tree import Tree
 
 from orchestrator.cli.app import app, console, fail
 from orchestrator.errors import SelfprogError
+
+if TYPE_CHECKING:
+    import docker
 
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run folders are.")]
 RunArg = Annotated[str, typer.Argument(help="Run id (a folder under --runs-dir) or path.")]
@@ -197,8 +200,30 @@ def gc(run: RunArg, runs_dir: RunsDir = Path("runs"),
     try:
         store, program = _open(run, runs_dir)
         keep_all = tuple(keep or ()) + tuple(json.loads(store.run_info()["config"])["keep"])
-        done = collect(store, program, connect(), keep_all)
+        client = connect()
+        done = collect(store, program, lambda tag: _remove_image(client, tag), keep_all)
     except SelfprogError as exc:
         raise fail(exc) from None
     _say(f"collected {len(done.variants)} variant(s), {len(done.images)} image(s), "
          f"{done.bytes_freed / 2**20:.1f} MiB of folders")
+
+
+def _remove_image(client: docker.DockerClient, tag: str) -> bool:
+    """Remove one image; False when it is gone already or a container (of another run) uses it.
+
+    Raises:
+        EngineError: the engine refused for another reason.
+    """
+    from docker.errors import APIError, ImageNotFound
+
+    from orchestrator.errors import EngineError
+
+    try:
+        client.images.remove(tag, noprune=False)
+    except ImageNotFound:
+        return False
+    except APIError as exc:
+        if exc.status_code == 409:  # a container of another run uses it: leave it
+            return False
+        raise EngineError(f"cannot remove image {tag}: {exc}") from None
+    return True

@@ -13,8 +13,8 @@ debris of a kill and is removed on resume. An evaluation is ``pending`` until it
 committed; a kill in between leaves it pending, and resume runs it again. So every variant in
 the store is finished exactly once, and nothing proposed and recorded is lost.
 
-Each write returns the rows it made, and each query filters in SQL, so no caller reads a table
-back to find what it has just written.
+This is the only module that speaks SQL. Each write returns the rows it made, and each query
+filters in SQL, so no caller reads a table back to find what it has just written.
 """
 
 from __future__ import annotations
@@ -54,25 +54,25 @@ class Store:
         if not create and not path.is_file():
             raise StoreError(f"{self.folder} is not a run: it has no {DB}")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.db = connect(path)
+        self._db = connect(path)
 
     @property
     def run_id(self) -> str:
         return self.folder.name
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
+            yield self._db
             checkpoint("store-write")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        self._db.execute("COMMIT")
 
     # --- the run -------------------------------------------------------------------------
     def init_run(self, program: Path, config_json: str) -> None:
@@ -83,7 +83,7 @@ class Store:
 
     def run_info(self) -> dict[str, Any]:
         """id, created, program, config (JSON), state, noise and finished of the run."""
-        row = self.db.execute("SELECT id, created, program, config, state, noise, finished "
+        row = self._db.execute("SELECT id, created, program, config, state, noise, finished "
                                "FROM runs").fetchone()
         if row is None:
             raise StoreError(f"{self.folder}: the run was never started")
@@ -108,7 +108,7 @@ class Store:
         Returns:
             The variant and its pending evaluations (the jobs to submit).
         """
-        (idx,) = self.db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM variants").fetchone()
+        (idx,) = self._db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM variants").fetchone()
         folder = self.folder / "variants" / f"{idx:04d}-{vid}"
         if folder.exists():  # debris of a kill before the commit below
             shutil.rmtree(folder)
@@ -154,20 +154,20 @@ class Store:
 
     def variant(self, vid: str) -> VariantRow:
         """The variant with this id, or the one variant whose id starts with it."""
-        rows = self.db.execute("SELECT * FROM variants WHERE id = ?", (vid,)).fetchall() or \
-            self.db.execute("SELECT * FROM variants WHERE substr(id, 1, ?) = ?",
+        rows = self._db.execute("SELECT * FROM variants WHERE id = ?", (vid,)).fetchall() or \
+            self._db.execute("SELECT * FROM variants WHERE substr(id, 1, ?) = ?",
                              (len(vid), vid)).fetchall()
         if len(rows) != 1:
             raise StoreError(f"run {self.run_id} has {len(rows)} variants matching {vid!r}")
         return _variant(self.folder, rows[0])
 
     def variants(self) -> list[VariantRow]:
-        rows = self.db.execute("SELECT * FROM variants ORDER BY idx")
+        rows = self._db.execute("SELECT * FROM variants ORDER BY idx")
         return [_variant(self.folder, r) for r in rows]
 
     def ancestors(self, vid: str) -> list[VariantRow]:
         """The variant's parent, its parent's parent ... up to the seed (nearest first)."""
-        rows = self.db.execute(
+        rows = self._db.execute(
             "WITH RECURSIVE line(id, depth) AS ("
             " SELECT parent_id, 1 FROM variants WHERE id = ?"
             " UNION ALL SELECT v.parent_id, line.depth + 1 FROM variants AS v"
@@ -178,16 +178,16 @@ class Store:
 
     def seen_hashes(self) -> set[str]:
         """The content hash of every variant, to refuse a proposal that repeats one."""
-        return {r["hash"] for r in self.db.execute("SELECT hash FROM variants")}
+        return {r["hash"] for r in self._db.execute("SELECT hash FROM variants")}
 
     def calls(self) -> list[dict[str, Any]]:
-        cur = self.db.execute("SELECT outcome, backend, parent_id, variant_id, rejection, "
+        cur = self._db.execute("SELECT outcome, backend, parent_id, variant_id, rejection, "
                                "latency_s FROM generation_calls ORDER BY id")
         return [dict(r) for r in cur]
 
     def call_count(self) -> int:
         """How many generation calls the run made (any outcome); seeds the next one."""
-        (n,) = self.db.execute("SELECT COUNT(*) FROM generation_calls").fetchone()
+        (n,) = self._db.execute("SELECT COUNT(*) FROM generation_calls").fetchone()
         return int(n)
 
     def set_verdict(self, vid: str, verdict: str, value: float | None, *,
@@ -220,6 +220,16 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE variants SET collected = 1 WHERE id = ?", (vid,))
 
+    def images_by_variant(self) -> dict[str, set[str]]:
+        """The image tags each variant's finished evaluations ran in (read in SQL: a result can
+        be large)."""
+        out: dict[str, set[str]] = {}
+        for r in self._db.execute(
+                "SELECT variant_id, json_extract(result, '$.image') AS image FROM evaluations "
+                "WHERE state = 'done' AND COALESCE(json_extract(result, '$.image'), '') != ''"):
+            out.setdefault(r["variant_id"], set()).add(r["image"])
+        return out
+
     # --- evaluations ---------------------------------------------------------------------
     def evaluation(self, eval_id: int) -> EvalRow:
         rows = self._evals("WHERE e.id = ?", (eval_id,))
@@ -245,7 +255,7 @@ class Store:
     def settled(self) -> list[VariantRecord]:
         """Every variant whose evaluations are all done, in the order its last one finished:
         the order the loop offered them to selection, so resume can offer them again."""
-        order = [r["variant_id"] for r in self.db.execute(
+        order = [r["variant_id"] for r in self._db.execute(
             "SELECT variant_id FROM evaluations GROUP BY variant_id "
             "HAVING SUM(state = 'pending') = 0 ORDER BY MAX(finished), MIN(id)")]
         variants = {v.id: v for v in self.variants()}
@@ -301,7 +311,7 @@ class Store:
     def _evals(self, where: str, args: tuple[object, ...], *, order: bool = True
                ) -> list[EvalRow]:
         sql = f"{_EVALS} {where}" + (" ORDER BY e.id" if order else "")
-        return [_eval(self.folder, r) for r in self.db.execute(sql, args)]
+        return [_eval(self.folder, r) for r in self._db.execute(sql, args)]
 
     def _record(self, vid: str) -> VariantRecord:
         """A variant and its evaluations; inside a write, what that write is about to commit."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +204,29 @@ def test_failed_evaluations_are_the_last_few_failures_oldest_first(tmp_path):
         finish(store, ev, metric, error=f"{ev.variant_id} broke" if metric is None else None)
     assert [e.variant_id for e in store.failed_evaluations(last=3)] == ["cccc", "dddd", "eeee"]
     assert [e.error for e in store.failed_evaluations(last=1)] == ["eeee broke"]
+
+
+def test_images_by_variant_are_read_from_the_finished_results(tmp_path):
+    store = new_store(tmp_path)
+    (a,) = add(store, "aaaa", "x = 1\n").evaluations
+    (b,) = add(store, "bbbb", "x = 2\n").evaluations
+    add(store, "cccc", "x = 3\n")  # pending: no result, no image
+    finish(store, a, 1.0, image="img:a")
+    finish(store, b, None)  # a result without an image
+    recheck = store.set_verdict("aaaa", "recheck", 1.0, recheck_seed=1)
+    finish(store, recheck, 1.0, image="img:a2")
+    assert store.images_by_variant() == {"aaaa": {"img:a", "img:a2"}}
+
+
+ORCHESTRATOR = Path(__file__).parents[2] / "orchestrator"
+THE_STORE = {"runs/store.py", "runs/schema.py"}
+
+
+def test_only_the_store_speaks_sql(tmp_path):
+    speaks = {p.relative_to(ORCHESTRATOR).as_posix() for p in ORCHESTRATOR.rglob("*.py")
+              if re.search(r"^\s*(import|from) sqlite3", p.read_text(), re.M)}
+    assert speaks == THE_STORE
+    reaches_in = [p for p in ORCHESTRATOR.rglob("*.py")
+                  if p.relative_to(ORCHESTRATOR).as_posix() not in THE_STORE
+                  and re.search(r"\.(_?db)\.|\.execute\(", p.read_text())]
+    assert reaches_in == [], "only the store may touch its connection"
