@@ -5,6 +5,11 @@ selection live one level down. Nothing a variant or a generator does raises out 
 proposal is a recorded rejection, a bad variant a status, an engine failure a retried
 ``infra_error``. Only a config error or a bug stops a run, and a stopped or killed run resumes
 from its store.
+
+Recording a result is two store transactions around one pure decision: the result is committed
+and the variant comes back with all its evaluations; when they are all done, selection judges it
+in memory; then the verdict is committed with any recheck it asks for, which comes back as the
+next job. The store's writes return what they made, so the loop never reads back its own writes.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from orchestrator.generators.edits.diffs import unified_diff
 from orchestrator.program import Program, variant_hash
 from orchestrator.result import Status
 from orchestrator.runner import Runner, Variant
-from orchestrator.runs.store import EvalRow, Store
+from orchestrator.runs.rows import EvalRow, VariantRecord
+from orchestrator.runs.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +86,13 @@ class Evolution:
         self.pool = SlotPool(slots, runner, store.run_id, gate=self._time_left)
         self.files: dict[str, dict[str, str]] = {}
         self.evals: dict[int, EvalRow] = {}
+        """Every evaluation submitted to the slots, by id, as it was when submitted."""
         self.outstanding = 0
         self.rejections = 0
         self.durations: list[float] = []
         self.stop_reason: str | None = None
         self._seed_id: str | None = None
+        self._noise: float | None = store.run_info()["noise"]
 
     # --- the loop ------------------------------------------------------------------------
     def run(self, on_tick: Callable[[Evolution], None] | None = None) -> Outcome:
@@ -117,18 +125,20 @@ class Evolution:
     def select_parent(self) -> Parent:
         pick = self.population.pick(self.rng)
         vid = pick.variant_id if pick else self.seed_id
-        history, cur = [], self.store.variant(vid)
-        while cur.parent_id is not None:
-            cur = self.store.variant(cur.parent_id)
-            history.append((cur.id, cur.value))
+        history = tuple((a.id, a.value) for a in reversed(self.store.ancestors(vid)))
         metrics = {self.metric: pick.value} if pick and pick.value is not None else {}
-        return Parent(vid, self.files[vid], metrics, tuple(reversed(history)))
+        return Parent(vid, self.files[vid], metrics, history)
 
     def propose(self, parent: Parent) -> None:
-        """Generate one proposal from ``parent``, validate it and record it (queued to run)."""
+        """Generate one proposal from ``parent``, validate it and record it (queued to run).
+
+        A generator reports what went wrong with a model's output as a rejected proposal; an
+        exception out of it is a bug and stops the run (which resumes from the store).
+        """
+        seen = self.store.seen_hashes()
         request = GenerationRequest(self.program, (parent,), self.recent_failures(), n=1,
-                                    seed=self.cfg.seed + len(self.store.calls()),
-                                    seen=frozenset(self.store.seen_hashes()))
+                                    seed=self.cfg.seed + self.store.call_count(),
+                                    seen=frozenset(seen))
         checkpoint("generate")
         proposals = self.generator.propose(request)
         if not proposals:
@@ -136,10 +146,11 @@ class Evolution:
             self.store.add_call(call, parent.variant_id, "error")
             self.rejections += 1
         for proposal in proposals:
-            self.admit(proposal, parent)
+            self.admit(proposal, parent, seen)
 
-    def admit(self, proposal: Proposal, parent: Parent) -> None:
-        seen = self.store.seen_hashes()
+    def admit(self, proposal: Proposal, parent: Parent, seen: set[str]) -> None:
+        """Record a proposal: rejected, a duplicate of a hash in ``seen``, or a new variant
+        queued to run (its hash then joins ``seen`` for the next proposal of the batch)."""
         reason = proposal.rejection or self.validate(proposal, parent.files, seen)
         if reason is not None or proposal.files is None:
             self.store.add_call(proposal.call, parent.variant_id, "rejected",
@@ -152,11 +163,12 @@ class Evolution:
             self.rejections += 1
             return
         self.rejections = 0
+        seen.add(full)
         self.add_variant(proposal.files, parent.variant_id, proposal.call,
                          [(self.cfg.seed, "first")])
 
     def record(self, done: Done) -> None:
-        """Store a finished evaluation (or retry it), then settle its variant."""
+        """Store a finished evaluation (or queue it again), then settle its variant."""
         self.outstanding -= 1
         if done.error is not None:
             self.stop_reason = self.stop_reason or f"error: {done.error}"
@@ -168,34 +180,35 @@ class Evolution:
         self.durations.append(done.seconds)
         result = done.result
         if result.status is Status.INFRA_ERROR and ev.attempts < self.cfg.slots.infra_retries:
-            self.store.retry_evaluation(ev)
-            self.evals[ev.id] = ev = self._eval(ev.id)
-            self.submit(ev)
+            self.submit(self.store.retry_evaluation(ev))
             return
         ok = result.status is Status.OK and self.metric in result.metrics
-        self.store.finish_evaluation(ev, result, result.metrics[self.metric] if ok else None)
-        self.settle(ev.variant_id)
+        self.settle(self.store.finish_evaluation(ev, result,
+                                                 result.metrics[self.metric] if ok else None))
 
-    def settle(self, vid: str) -> None:
-        """Offer a variant whose evaluations are all done to the population."""
-        evs = [e for e in self.store.evaluations() if e.variant_id == vid]
-        if any(e.state == "pending" for e in evs):
+    def settle(self, record: VariantRecord) -> None:
+        """Once all of a variant's evaluations are done: selection judges it, the verdict is
+        stored with the recheck it may ask for, and the recheck is queued."""
+        if not record.settled:
             return
-        metrics = [e.metric for e in evs]
-        value = None if None in metrics else statistics.fmean(metrics)
-        if vid == self.seed_id and self.noise is None and len(metrics) > 1 and value is not None:
-            self.store.set_run(noise=statistics.stdev(metrics))
-        row = self.store.variant(vid)
-        verdict = self.population.consider(Candidate(vid, value, len(evs), row.idx), self.noise)
-        self.store.set_verdict(vid, verdict.value, value)
+        vid, evs = record.variant.id, record.evaluations
+        found = [m for m in record.metrics if m is not None]
+        value = statistics.fmean(found) if len(found) == len(evs) else None
+        noise, measured = self.noise, None
+        if vid == self.seed_id and noise is None and len(found) > 1 and value is not None:
+            noise = measured = statistics.stdev(found)
+        verdict = self.population.consider(Candidate(vid, value, len(evs), record.variant.idx),
+                                           noise)
+        recheck = max(e.seed for e in evs) + 1 if verdict is Verdict.RECHECK else None
+        follow_up = self.store.set_verdict(vid, verdict.value, value, noise=measured,
+                                           recheck_seed=recheck)
+        if measured is not None:
+            self._noise = measured
         best = self.population.best
         if verdict is Verdict.ADMITTED and best is not None and best.variant_id == vid:
-            self.crown(row.folder / f"eval-{evs[0].seed}" / "artifacts")
-        if verdict is Verdict.RECHECK:
-            seed = max(e.seed for e in evs) + 1
-            self.store.add_evaluation(vid, seed, "recheck")
-            self.submit(next(e for e in self.store.evaluations("pending")
-                             if e.variant_id == vid and e.seed == seed))
+            self.crown(evs[0].folder / "artifacts")
+        if follow_up is not None:
+            self.submit(follow_up)
 
     def crown(self, artifacts: Path) -> None:
         """A new best: a generator that is the program itself now samples from its model."""
@@ -211,22 +224,21 @@ class Evolution:
         if self.sweep is not None:  # containers of this run, or of any dead orchestrator
             self.sweep(self.store.run_id)
         self.store.set_run(state="running")
-        if not self.store.variants():
+        rows = self.store.variants()
+        if not rows:
             n = 1 if self.program.manifest.metric.noise is not None else \
                 self.cfg.selection.noise_seeds
             purpose = "first" if n == 1 else "noise"
             seeds = [(self.cfg.seed + i, purpose) for i in range(n)]
-            self.add_variant(self.program.source_files(), None, None, seeds)
+            self._seed_id = self.add_variant(self.program.source_files(), None, None, seeds)
             return
-        self.store.remove_debris()
-        for row in self.store.variants():
+        self._seed_id = rows[0].id
+        for path in self.store.remove_debris():
+            log.info("removed %s: a kill left it before its variant was recorded", path)
+        for row in rows:
             self.files[row.id] = row.files()
-        done = [e for e in self.store.evaluations() if e.state == "done"]
-        pending = {e.variant_id for e in self.store.evaluations("pending")}
-        last = {e.variant_id: e.finished for e in sorted(done, key=lambda e: e.finished or 0)}
-        for vid in sorted(last, key=lambda v: last[v] or 0):
-            if vid not in pending:
-                self.settle(vid)
+        for record in self.store.settled():  # the population, rebuilt in the order it grew
+            self.settle(record)
         for ev in self.store.evaluations("pending"):
             if ev.id not in self.evals:
                 self.submit(ev)
@@ -241,31 +253,31 @@ class Evolution:
 
     # --- details -------------------------------------------------------------------------
     def add_variant(self, files: dict[str, str], parent_id: str | None,
-                    call: GenerationCall | None, seeds: list[tuple[int, str]]) -> None:
+                    call: GenerationCall | None, seeds: list[tuple[int, str]]) -> str:
+        """Store a new variant with its evaluations queued, submit them, and return its id."""
         vid = Variant(self.program, files).id
         seed_files = self.files.get(self.seed_id, files) if parent_id else files
-        self.store.add_variant(
+        record = self.store.add_variant(
             vid=vid, full_hash=variant_hash(files), parent_id=parent_id, files=files,
             diff=unified_diff(self.files[parent_id], files) if parent_id else "",
             seed_diff=unified_diff(seed_files, files), call=call, seeds=seeds)
         self.files[vid] = files
-        for ev in self.store.evaluations("pending"):
-            if ev.variant_id == vid:
-                self.submit(ev)
+        for ev in record.evaluations:
+            self.submit(ev)
+        return vid
 
     def submit(self, ev: EvalRow) -> None:
         self.evals[ev.id] = ev
-        folder = self.store.eval_folder(ev)
-        if folder.exists():  # what a killed or retried attempt left
-            shutil.rmtree(folder)
+        if ev.folder.exists():  # what a killed or retried attempt left
+            shutil.rmtree(ev.folder)
         variant = Variant(self.program, self.files[ev.variant_id])
-        self.pool.submit(Job(ev.id, variant, folder, ev.seed, 0 if ev.purpose == "recheck" else 1))
+        self.pool.submit(Job(ev.id, variant, ev.folder, ev.seed,
+                             0 if ev.purpose == "recheck" else 1))
         self.outstanding += 1
 
     def recent_failures(self) -> tuple[Failure, ...]:
-        failed = [e for e in self.store.evaluations("done") if e.status is not Status.OK]
         return tuple(Failure(e.variant_id, e.status.value if e.status else "?", e.error or "")
-                     for e in failed[-3:])
+                     for e in self.store.failed_evaluations(last=3))
 
     def _budget_spent(self) -> str | None:
         budget = self.cfg.budget
@@ -284,9 +296,6 @@ class Evolution:
         expect = statistics.median(self.durations) if self.durations else 0.0
         return time.monotonic() - self.t0 + expect <= limit
 
-    def _eval(self, eval_id: int) -> EvalRow:
-        return next(e for e in self.store.evaluations() if e.id == eval_id)
-
     @property
     def seed_id(self) -> str:
         if self._seed_id is None:
@@ -299,8 +308,9 @@ class Evolution:
 
     @property
     def noise(self) -> float | None:
+        """The program's noise floor, or the one this run measured from the seed (None before)."""
         known = self.program.manifest.metric.noise
-        return known if known is not None else self.store.run_info()["noise"]
+        return known if known is not None else self._noise
 
 
 def _check_editable(proposal: Proposal, parent: dict[str, str], seen: set[str]) -> str | None:

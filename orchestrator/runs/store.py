@@ -12,6 +12,9 @@ Crash safety comes from the order of writes. A variant's folder is written first
 debris of a kill and is removed on resume. An evaluation is ``pending`` until its result is
 committed; a kill in between leaves it pending, and resume runs it again. So every variant in
 the store is finished exactly once, and nothing proposed and recorded is lost.
+
+This is the only module that speaks SQL. Each write returns the rows it made, and each query
+filters in SQL, so no caller reads a table back to find what it has just written.
 """
 
 from __future__ import annotations
@@ -21,75 +24,29 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator.checkpoints import checkpoint
 from orchestrator.errors import StoreError
 from orchestrator.generators.base import GenerationCall
 from orchestrator.result import Status, VariantResult
+from orchestrator.runs.rows import EvalRow, VariantRecord, VariantRow
+from orchestrator.runs.schema import DB, connect
 
-DB = "run.db"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, created REAL, program TEXT, config TEXT, state TEXT,
-    noise REAL, finished REAL);
-CREATE TABLE IF NOT EXISTS variants (
-    id TEXT PRIMARY KEY, idx INTEGER UNIQUE, hash TEXT UNIQUE, parent_id TEXT, call_id INTEGER,
-    created REAL, folder TEXT, diff TEXT, seed_diff TEXT, collected INTEGER DEFAULT 0,
-    verdict TEXT, value REAL);
-CREATE TABLE IF NOT EXISTS evaluations (
-    id INTEGER PRIMARY KEY, variant_id TEXT, seed INTEGER, purpose TEXT, state TEXT,
-    attempts INTEGER DEFAULT 0, status TEXT, metric REAL, result TEXT, duration_s REAL,
-    finished REAL, UNIQUE (variant_id, seed));
-CREATE TABLE IF NOT EXISTS generation_calls (
-    id INTEGER PRIMARY KEY, created REAL, backend TEXT, model TEXT, parent_id TEXT,
-    outcome TEXT, variant_id TEXT, rejection TEXT, error TEXT, latency_s REAL,
-    tokens_in INTEGER, tokens_out INTEGER);
-"""
-
-
-@dataclass(frozen=True)
-class VariantRow:
-    id: str
-    idx: int
-    parent_id: str | None
-    folder: Path
-    diff: str
-    seed_diff: str
-    created: float
-    collected: bool
-    verdict: str | None
-    """``admitted``, ``rejected`` or ``recheck`` once its evaluations are settled."""
-    value: float | None
-    """Mean metric over its evaluations; None when one failed or before any finished."""
-
-    def files(self) -> dict[str, str]:
-        """The editable files, read back from the folder."""
-        src = self.folder / "source"
-        return {p.relative_to(src).as_posix(): p.read_text()
-                for p in sorted(src.rglob("*")) if p.is_file()}
-
-
-@dataclass(frozen=True)
-class EvalRow:
-    id: int
-    variant_id: str
-    seed: int
-    purpose: str
-    """``first``, ``noise`` (a seed measurement of the noise floor) or ``recheck``."""
-    state: str
-    """``pending`` or ``done``."""
-    attempts: int
-    status: Status | None
-    metric: float | None
-    duration_s: float | None
-    finished: float | None
-    error: str | None
+_EVALS = ("SELECT e.id, e.variant_id, e.seed, e.purpose, e.state, e.attempts, e.status, "
+          "e.metric, e.duration_s, e.finished, json_extract(e.result, '$.error') AS error, "
+          "v.folder AS variant_folder "
+          "FROM evaluations AS e JOIN variants AS v ON v.id = e.variant_id")
+"""The error is read in SQL (a result can be large) and the folder joined (no second lookup)."""
 
 
 class Store:
-    """One run's records. Written by one thread of one process; read by anyone."""
+    """One run's records. Written by one thread of one process; read by anyone.
+
+    Raises (on open):
+        StoreError: the folder holds no run, or one written with another ``SCHEMA_VERSION``.
+    """
 
     def __init__(self, folder: Path, *, create: bool = False):
         self.folder = Path(folder)
@@ -97,28 +54,25 @@ class Store:
         if not create and not path.is_file():
             raise StoreError(f"{self.folder} is not a run: it has no {DB}")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self._db = connect(path)
 
     @property
     def run_id(self) -> str:
         return self.folder.name
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
+            yield self._db
             checkpoint("store-write")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        self._db.execute("COMMIT")
 
     # --- the run -------------------------------------------------------------------------
     def init_run(self, program: Path, config_json: str) -> None:
@@ -127,13 +81,13 @@ class Store:
                        "VALUES (?, ?, ?, ?, 'running')",
                        (self.run_id, time.time(), str(program), config_json))
 
-    def run_info(self) -> dict:
-        row = self.db.execute("SELECT id, created, program, config, state, noise, finished "
-                              "FROM runs").fetchone()
+    def run_info(self) -> dict[str, Any]:
+        """id, created, program, config (JSON), state, noise and finished of the run."""
+        row = self._db.execute("SELECT id, created, program, config, state, noise, finished "
+                               "FROM runs").fetchone()
         if row is None:
             raise StoreError(f"{self.folder}: the run was never started")
-        keys = ("id", "created", "program", "config", "state", "noise", "finished")
-        return dict(zip(keys, row, strict=True))
+        return dict(row)
 
     def set_run(self, **fields: object) -> None:
         with self._tx() as db:
@@ -143,19 +97,18 @@ class Store:
                 db.execute(f"UPDATE runs SET {key} = ?", (value,))
 
     # --- variants and generation calls ---------------------------------------------------
-    def next_idx(self) -> int:
-        (top,) = self.db.execute("SELECT COALESCE(MAX(idx), -1) FROM variants").fetchone()
-        return top + 1
-
     def add_variant(self, *, vid: str, full_hash: str, parent_id: str | None,
                     files: dict[str, str], diff: str, seed_diff: str,
-                    call: GenerationCall | None, seeds: list[tuple[int, str]]) -> VariantRow:
+                    call: GenerationCall | None, seeds: list[tuple[int, str]]) -> VariantRecord:
         """Write the folder, then the variant, its generation call and its pending evaluations.
 
         Args:
             seeds: (seed, purpose) of each evaluation to queue.
+
+        Returns:
+            The variant and its pending evaluations (the jobs to submit).
         """
-        idx = self.next_idx()
+        (idx,) = self._db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM variants").fetchone()
         folder = self.folder / "variants" / f"{idx:04d}-{vid}"
         if folder.exists():  # debris of a kill before the commit below
             shutil.rmtree(folder)
@@ -174,10 +127,10 @@ class Store:
                        "diff, seed_diff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (vid, idx, full_hash, parent_id, call_id, now,
                         str(folder.relative_to(self.folder)), diff, seed_diff))
-            for seed, purpose in seeds:
-                db.execute("INSERT INTO evaluations (variant_id, seed, purpose, state) "
-                           "VALUES (?, ?, ?, 'pending')", (vid, seed, purpose))
-        return self.variant(vid)
+            db.executemany("INSERT INTO evaluations (variant_id, seed, purpose, state) "
+                           "VALUES (?, ?, ?, 'pending')",
+                           [(vid, seed, purpose) for seed, purpose in seeds])
+            return self._record(vid)
 
     def add_call(self, call: GenerationCall | None, parent_id: str | None, outcome: str,
                  variant_id: str | None = None, rejection: str | None = None) -> None:
@@ -200,55 +153,131 @@ class Store:
         return cur.lastrowid
 
     def variant(self, vid: str) -> VariantRow:
-        row = self.db.execute(f"SELECT {_VCOLS} FROM variants WHERE id = ? OR id LIKE ?",
-                              (vid, f"{vid}%")).fetchall()
-        if len(row) != 1:
-            raise StoreError(f"run {self.run_id} has {len(row)} variants matching {vid!r}")
-        return self._variant(row[0])
+        """The variant with this id, or the one variant whose id starts with it."""
+        rows = self._db.execute("SELECT * FROM variants WHERE id = ?", (vid,)).fetchall() or \
+            self._db.execute("SELECT * FROM variants WHERE substr(id, 1, ?) = ?",
+                             (len(vid), vid)).fetchall()
+        if len(rows) != 1:
+            raise StoreError(f"run {self.run_id} has {len(rows)} variants matching {vid!r}")
+        return _variant(self.folder, rows[0])
 
     def variants(self) -> list[VariantRow]:
-        rows = self.db.execute(f"SELECT {_VCOLS} FROM variants ORDER BY idx").fetchall()
-        return [self._variant(r) for r in rows]
+        rows = self._db.execute("SELECT * FROM variants ORDER BY idx")
+        return [_variant(self.folder, r) for r in rows]
 
-    def _variant(self, r: tuple) -> VariantRow:
-        return VariantRow(id=r[0], idx=r[1], parent_id=r[2], folder=self.folder / r[3],
-                          diff=r[4] or "", seed_diff=r[5] or "", created=r[6],
-                          collected=bool(r[7]), verdict=r[8], value=r[9])
+    def ancestors(self, vid: str) -> list[VariantRow]:
+        """The variant's parent, its parent's parent ... up to the seed (nearest first)."""
+        rows = self._db.execute(
+            "WITH RECURSIVE line(id, depth) AS ("
+            " SELECT parent_id, 1 FROM variants WHERE id = ?"
+            " UNION ALL SELECT v.parent_id, line.depth + 1 FROM variants AS v"
+            " JOIN line ON v.id = line.id)"
+            " SELECT v.* FROM line JOIN variants AS v ON v.id = line.id ORDER BY line.depth",
+            (vid,))
+        return [_variant(self.folder, r) for r in rows]
 
     def seen_hashes(self) -> set[str]:
-        return {h for (h,) in self.db.execute("SELECT hash FROM variants")}
+        """The content hash of every variant, to refuse a proposal that repeats one."""
+        return {r["hash"] for r in self._db.execute("SELECT hash FROM variants")}
 
-    def calls(self) -> list[dict]:
-        cur = self.db.execute("SELECT outcome, backend, parent_id, variant_id, rejection, "
-                              "latency_s FROM generation_calls ORDER BY id")
-        keys = ("outcome", "backend", "parent_id", "variant_id", "rejection", "latency_s")
-        return [dict(zip(keys, r, strict=True)) for r in cur]
+    def calls(self) -> list[dict[str, Any]]:
+        cur = self._db.execute("SELECT outcome, backend, parent_id, variant_id, rejection, "
+                               "latency_s FROM generation_calls ORDER BY id")
+        return [dict(r) for r in cur]
 
-    def set_verdict(self, vid: str, verdict: str, value: float | None) -> None:
+    def call_count(self) -> int:
+        """How many generation calls the run made (any outcome); seeds the next one."""
+        (n,) = self._db.execute("SELECT COUNT(*) FROM generation_calls").fetchone()
+        return int(n)
+
+    def set_verdict(self, vid: str, verdict: str, value: float | None, *,
+                    noise: float | None = None, recheck_seed: int | None = None
+                    ) -> EvalRow | None:
+        """Write selection's verdict on a settled variant, and what it implies, at once.
+
+        Args:
+            noise: the run's noise floor, when these evaluations (the seed's) measured it.
+            recheck_seed: queue a ``recheck`` evaluation of the variant with this seed.
+
+        Returns:
+            The queued recheck evaluation (a job to submit), or None.
+        """
         with self._tx() as db:
-            db.execute("UPDATE variants SET verdict = ?, value = ? WHERE id = ?",
-                       (verdict, value, vid))
+            cur = db.execute("UPDATE variants SET verdict = ?, value = ? WHERE id = ?",
+                             (verdict, value, vid))
+            if cur.rowcount != 1:
+                raise StoreError(f"run {self.run_id} has no variant {vid!r} to judge")
+            if noise is not None:
+                db.execute("UPDATE runs SET noise = ?", (noise,))
+            if recheck_seed is None:
+                return None
+            (row,) = db.execute("INSERT INTO evaluations (variant_id, seed, purpose, state) "
+                                "VALUES (?, ?, 'recheck', 'pending') RETURNING id",
+                                (vid, recheck_seed)).fetchall()
+            return self.evaluation(row["id"])
 
     def mark_collected(self, vid: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE variants SET collected = 1 WHERE id = ?", (vid,))
 
+    def images_by_variant(self) -> dict[str, set[str]]:
+        """The image tags each variant's finished evaluations ran in (read in SQL: a result can
+        be large)."""
+        out: dict[str, set[str]] = {}
+        for r in self._db.execute(
+                "SELECT variant_id, json_extract(result, '$.image') AS image FROM evaluations "
+                "WHERE state = 'done' AND COALESCE(json_extract(result, '$.image'), '') != ''"):
+            out.setdefault(r["variant_id"], set()).add(r["image"])
+        return out
+
     # --- evaluations ---------------------------------------------------------------------
-    def add_evaluation(self, vid: str, seed: int, purpose: str) -> None:
-        with self._tx() as db:
-            db.execute("INSERT INTO evaluations (variant_id, seed, purpose, state) "
-                       "VALUES (?, ?, ?, 'pending')", (vid, seed, purpose))
+    def evaluation(self, eval_id: int) -> EvalRow:
+        rows = self._evals("WHERE e.id = ?", (eval_id,))
+        if not rows:
+            raise StoreError(f"run {self.run_id} has no evaluation {eval_id}")
+        return rows[0]
 
-    def eval_folder(self, ev: EvalRow) -> Path:
-        return self.variant(ev.variant_id).folder / f"eval-{ev.seed}"
+    def evaluations(self, state: str | None = None, variant_id: str | None = None
+                    ) -> list[EvalRow]:
+        """Evaluations in the order they were queued, of one state and/or one variant."""
+        where = [(col, arg) for col, arg in (("e.state", state), ("e.variant_id", variant_id))
+                 if arg is not None]
+        sql = " AND ".join(f"{col} = ?" for col, _arg in where)
+        return self._evals(f"WHERE {sql}" if sql else "", tuple(arg for _col, arg in where))
 
-    def finish_evaluation(self, ev: EvalRow, result: VariantResult, metric: float | None) -> None:
-        """Write ``result.json`` into the evaluation's folder, then commit it as done."""
-        folder = self.eval_folder(ev)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "result.json.tmp"
+    def failed_evaluations(self, last: int) -> list[EvalRow]:
+        """The ``last`` most recently queued finished evaluations that did not end ``ok``,
+        oldest first (what the generator is told to avoid)."""
+        rows = self._evals("WHERE e.state = 'done' AND e.status IS NOT ? ORDER BY e.id DESC "
+                           "LIMIT ?", (Status.OK.value, last), order=False)
+        return rows[::-1]
+
+    def settled(self) -> list[VariantRecord]:
+        """Every variant whose evaluations are all done, in the order its last one finished:
+        the order the loop offered them to selection, so resume can offer them again."""
+        order = [r["variant_id"] for r in self._db.execute(
+            "SELECT variant_id FROM evaluations GROUP BY variant_id "
+            "HAVING SUM(state = 'pending') = 0 ORDER BY MAX(finished), MIN(id)")]
+        variants = {v.id: v for v in self.variants()}
+        evals: dict[str, list[EvalRow]] = {}
+        for ev in self.evaluations():
+            evals.setdefault(ev.variant_id, []).append(ev)
+        return [VariantRecord(variants[vid], tuple(evals[vid])) for vid in order]
+
+    def finish_evaluation(self, ev: EvalRow, result: VariantResult,
+                          metric: float | None) -> VariantRecord:
+        """Write ``result.json`` into the evaluation's folder, then commit it as done.
+
+        Returns:
+            Its variant with all its evaluations, as committed (``settled`` once all are done).
+
+        Raises:
+            StoreError: the evaluation was already finished.
+        """
+        ev.folder.mkdir(parents=True, exist_ok=True)
+        tmp = ev.folder / "result.json.tmp"
         tmp.write_text(result.model_dump_json(indent=2))
-        tmp.replace(folder / "result.json")
+        tmp.replace(ev.folder / "result.json")
         checkpoint("record")
         duration = sum(s.duration_s for s in result.stages)
         with self._tx() as db:
@@ -261,17 +290,13 @@ class Store:
             if cur.rowcount != 1:
                 raise StoreError(f"evaluation {ev.id} was already finished",
                                  variant_id=ev.variant_id)
+            return self._record(ev.variant_id)
 
-    def retry_evaluation(self, ev: EvalRow) -> None:
-        """Count an infrastructure failure; the evaluation stays pending."""
+    def retry_evaluation(self, ev: EvalRow) -> EvalRow:
+        """Count an infrastructure failure; the evaluation stays pending and is returned."""
         with self._tx() as db:
             db.execute("UPDATE evaluations SET attempts = attempts + 1 WHERE id = ?", (ev.id,))
-
-    def evaluations(self, state: str | None = None) -> list[EvalRow]:
-        sql = f"SELECT {_ECOLS} FROM evaluations"
-        rows = self.db.execute(sql + (" WHERE state = ?" if state else "") + " ORDER BY id",
-                               (state,) if state else ()).fetchall()
-        return [_eval(r) for r in rows]
+            return self.evaluation(ev.id)
 
     def remove_debris(self) -> list[Path]:
         """Delete variant folders that no committed row names (a kill before the commit)."""
@@ -282,14 +307,26 @@ class Store:
             shutil.rmtree(path)
         return debris
 
+    # --- reading rows --------------------------------------------------------------------
+    def _evals(self, where: str, args: tuple[object, ...], *, order: bool = True
+               ) -> list[EvalRow]:
+        sql = f"{_EVALS} {where}" + (" ORDER BY e.id" if order else "")
+        return [_eval(self.folder, r) for r in self._db.execute(sql, args)]
 
-_VCOLS = "id, idx, parent_id, folder, diff, seed_diff, created, collected, verdict, value"
-_ECOLS = ("id, variant_id, seed, purpose, state, attempts, status, metric, duration_s, finished, "
-          "json_extract(result, '$.error')")
-"""The error is read in SQL: the loop lists evaluations each step, and a result can be large."""
+    def _record(self, vid: str) -> VariantRecord:
+        """A variant and its evaluations; inside a write, what that write is about to commit."""
+        return VariantRecord(self.variant(vid), tuple(self.evaluations(variant_id=vid)))
 
 
-def _eval(r: tuple) -> EvalRow:
-    return EvalRow(id=r[0], variant_id=r[1], seed=r[2], purpose=r[3], state=r[4], attempts=r[5],
-                   status=Status(r[6]) if r[6] else None, metric=r[7], duration_s=r[8],
-                   finished=r[9], error=r[10])
+def _variant(run: Path, r: sqlite3.Row) -> VariantRow:
+    return VariantRow(id=r["id"], idx=r["idx"], parent_id=r["parent_id"], folder=run / r["folder"],
+                      diff=r["diff"] or "", seed_diff=r["seed_diff"] or "", created=r["created"],
+                      collected=bool(r["collected"]), verdict=r["verdict"], value=r["value"])
+
+
+def _eval(run: Path, r: sqlite3.Row) -> EvalRow:
+    return EvalRow(id=r["id"], variant_id=r["variant_id"], seed=r["seed"], purpose=r["purpose"],
+                   state=r["state"], attempts=r["attempts"],
+                   status=Status(r["status"]) if r["status"] else None, metric=r["metric"],
+                   duration_s=r["duration_s"], finished=r["finished"], error=r["error"],
+                   folder=run / r["variant_folder"] / f"eval-{r['seed']}")

@@ -217,3 +217,70 @@ def test_a_generator_that_returns_nothing_ends_the_run_instead_of_spinning(tmp_p
     assert out.reason == "generator gave no new variant in 5 calls"
     assert len(evo.generator.requests) == 5
     assert out.best_id == evo.seed_id
+
+
+class Spy:
+    """Stands in for the store and counts which of its methods the loop calls."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.used: Counter[str] = Counter()
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.store, name)
+        if callable(attr):
+            self.used[name] += 1
+        return attr
+
+
+WRITES = ("set_run", "add_variant", "add_call", "finish_evaluation", "retry_evaluation",
+          "set_verdict", "mark_collected")
+
+
+def test_the_loop_never_reads_a_table_back_to_find_what_it_just_wrote(tmp_path, monkeypatch):
+    import orchestrator.runs.store as store_module
+
+    transactions = Counter()
+    monkeypatch.setattr(store_module, "checkpoint", lambda name: transactions.update([name]))
+    program = make_program(tmp_path / "prog", x=0.0, noise=1.0)
+    cfg = load_config(None, {"program": str(program.root), "budget.variants": 3,
+                             "selection.k": 2.0})
+    store = Store(tmp_path / "runs" / "r1", create=True)
+    store.init_run(program.root, cfg.model_dump_json())
+    transactions.clear()
+    spy = Spy(store)
+    gen = FakeGenerator(script=[0.1, 0.1, 2.5, 2.0])  # rechecked, a duplicate, two more
+    runner = FakeRunner(infra_on={2.5}, infra_times=1)
+    out = Evolution(cfg, spy, program, runner, gen, [Slot(0)]).run()
+    evals = store.evaluations()
+    rechecks = [e.purpose for e in evals].count("recheck")
+    assert rechecks >= 1 and out.best_id is not None
+    used = spy.used
+    # a fresh run reads the variants once (to know it is fresh) and no table ever again
+    assert used["variants"] == 1
+    assert used["evaluations"] == used["evaluation"] == used["calls"] == 0
+    assert used["variant"] <= 1  # the seed's row, for the outcome
+    assert used["seen_hashes"] == used["call_count"] == len(gen.requests)
+    # one transaction records a result, one more the verdict (and its recheck)
+    assert used["finish_evaluation"] == len(evals)
+    assert used["retry_evaluation"] == 1
+    assert used["set_verdict"] == len(store.variants()) + rechecks  # before and after each
+    assert transactions["store-write"] == sum(used[w] for w in WRITES)
+
+
+class Raises(FakeGenerator):
+    def propose(self, request):
+        self.requests.append(request)
+        raise Bug("generator bug")
+
+
+def test_a_generator_that_raises_stops_the_run_and_is_not_recorded_as_a_call(tmp_path):
+    with pytest.raises(Bug):
+        evolve(tmp_path, FakeRunner(), Raises())
+    store = Store(tmp_path / "runs" / "r1")
+    assert store.calls() == [], "a bug in a generator is not a generation call"
+    program = make_program(tmp_path / "prog")
+    cfg = load_config(None, {"program": str(program.root), "budget.variants": 2})
+    out = Evolution(cfg, store, program, FakeRunner(), FakeGenerator(), [Slot(0)]).run()
+    assert out.best_id is not None
+    assert_counts_add_up(store)

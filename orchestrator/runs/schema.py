@@ -1,0 +1,58 @@
+"""The run database's tables and their version.
+
+``PRAGMA user_version`` holds the ``SCHEMA_VERSION`` that created a run's database. A run folder
+outlives the selfprog that wrote it (it is resumed, reported on, collected), so a database of
+another layout is refused on open with both versions named, never misread column by column.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from orchestrator.errors import StoreError
+
+DB = "run.db"
+SCHEMA_VERSION = 1
+"""The layout of the tables below. Change it with them."""
+_TABLES = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created REAL, program TEXT, config TEXT, state TEXT,
+    noise REAL, finished REAL);
+CREATE TABLE IF NOT EXISTS variants (
+    id TEXT PRIMARY KEY, idx INTEGER UNIQUE, hash TEXT UNIQUE, parent_id TEXT, call_id INTEGER,
+    created REAL, folder TEXT, diff TEXT, seed_diff TEXT, collected INTEGER DEFAULT 0,
+    verdict TEXT, value REAL);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id INTEGER PRIMARY KEY, variant_id TEXT, seed INTEGER, purpose TEXT, state TEXT,
+    attempts INTEGER DEFAULT 0, status TEXT, metric REAL, result TEXT, duration_s REAL,
+    finished REAL, UNIQUE (variant_id, seed));
+CREATE TABLE IF NOT EXISTS generation_calls (
+    id INTEGER PRIMARY KEY, created REAL, backend TEXT, model TEXT, parent_id TEXT,
+    outcome TEXT, variant_id TEXT, rejection TEXT, error TEXT, latency_s REAL,
+    tokens_in INTEGER, tokens_out INTEGER);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a run database (WAL, rows by column name), creating its tables when it has none.
+
+    Raises:
+        StoreError: the database was written with another ``SCHEMA_VERSION`` (it is left as it
+            was: not even its journal mode is changed).
+    """
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    (tables,) = db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()
+    if version != SCHEMA_VERSION and (version != 0 or tables != 0):
+        db.close()
+        age = "an older" if version < SCHEMA_VERSION else "a newer"
+        raise StoreError(f"{path.parent} was written by {age} selfprog (schema {version}, this "
+                         f"one reads {SCHEMA_VERSION}): open it with the selfprog that wrote it")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    if version == 0:  # a new run (IF NOT EXISTS: a reader may race its creator)
+        db.executescript(f"BEGIN IMMEDIATE; {_TABLES} PRAGMA user_version = {SCHEMA_VERSION}; "
+                         "COMMIT;")
+    return db
