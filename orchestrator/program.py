@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path, PurePosixPath
-from typing import Literal
 
 from pydantic import Field, field_validator
 
 from orchestrator.errors import ConfigError
+from orchestrator.result import Goal
 from orchestrator.toml_model import Frozen, load_toml_model
 
 MANIFEST = "program.toml"
@@ -52,7 +52,7 @@ class ProgramSection(Frozen):
 class MetricSection(Frozen):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
     """The key of the evaluator's result that ranks variants."""
-    goal: Literal["minimize", "maximize"]
+    goal: Goal
     """Whether smaller or larger is better."""
     noise: float | None = Field(default=None, ge=0)
     """Standard deviation of the metric across seeds of the same source, when measured."""

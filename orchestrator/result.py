@@ -12,6 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Goal = Literal["minimize", "maximize"]
+"""Whether a smaller or a larger metric is better."""
+
 
 class Status(StrEnum):
     OK = "ok"
@@ -74,14 +77,14 @@ class Score:
 
     __slots__ = ("key",)
 
-    def __init__(self, value: float | None, goal: Literal["minimize", "maximize"]):
+    def __init__(self, value: float | None, goal: Goal):
         if value is None or not math.isfinite(value):
             self.key = -math.inf
         else:
             self.key = -value if goal == "minimize" else value
 
     @classmethod
-    def of(cls, result: VariantResult, metric: str, goal: Literal["minimize", "maximize"]) -> Score:
+    def of(cls, result: VariantResult, metric: str, goal: Goal) -> Score:
         value = result.metrics.get(metric) if result.status is Status.OK else None
         return cls(value, goal)
 

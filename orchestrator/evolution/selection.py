@@ -16,11 +16,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Protocol
 
-from orchestrator.result import Score
-
-Goal = Literal["minimize", "maximize"]
+from orchestrator.result import Goal, Score
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from orchestrator.program import Program
-from orchestrator.result import Score
+from orchestrator.result import Goal, Score
 from orchestrator.runs.store import Store, VariantRow
 from orchestrator.runs.summary import summarize
 
@@ -53,18 +53,18 @@ def write_report(store: Store, program: Program, path: Path | None = None) -> Pa
     return path
 
 
-def best_so_far(variants: list[VariantRow], goal: str) -> list[tuple[int, float]]:
+def best_so_far(variants: list[VariantRow], goal: Goal) -> list[tuple[int, float]]:
     """(index, best admitted value up to it) at every index where the best changed."""
     points, best = [], None
     for v in variants:
         if v.verdict == "admitted" and v.value is not None and (
-                best is None or Score(best, goal) < Score(v.value, goal)):  # type: ignore[arg-type]
+                best is None or Score(best, goal) < Score(v.value, goal)):
             best = v.value
             points.append((v.idx, v.value))
     return points
 
 
-def curve_svg(variants: list[VariantRow], status: dict[str, str], goal: str) -> str:
+def curve_svg(variants: list[VariantRow], status: dict[str, str], goal: Goal) -> str:
     values = [v.value for v in variants if v.value is not None]
     if not values:
         return "<p>No variant has a value yet.</p>"

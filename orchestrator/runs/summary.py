@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from orchestrator.program import Program
-from orchestrator.result import Score
+from orchestrator.result import Goal, Score
 from orchestrator.runs.store import Store, VariantRow
 
 
-def best_variant(store: Store, goal: str) -> VariantRow | None:
+def best_variant(store: Store, goal: Goal) -> VariantRow | None:
     """The best variant selection admitted (ties go to the earlier one)."""
     admitted = [v for v in store.variants() if v.verdict == "admitted" and v.value is not None]
     if not admitted:
         return None
-    return max(admitted, key=lambda v: (Score(v.value, goal), -v.idx))  # type: ignore[arg-type]
+    return max(admitted, key=lambda v: (Score(v.value, goal), -v.idx))
 
 
 def counts(store: Store) -> dict[str, object]:
@@ -36,7 +37,7 @@ def counts(store: Store) -> dict[str, object]:
     }
 
 
-def summarize(store: Store, program: Program) -> dict[str, object]:
+def summarize(store: Store, program: Program) -> dict[str, Any]:
     metric = program.manifest.metric
     info = store.run_info()
     noise = metric.noise if metric.noise is not None else info["noise"]
@@ -55,7 +56,8 @@ def summarize(store: Store, program: Program) -> dict[str, object]:
     }
 
 
-def write_outputs(store: Store, program: Program, summary_md: Path | None = None) -> dict:
+def write_outputs(store: Store, program: Program, summary_md: Path | None = None
+                  ) -> dict[str, Any]:
     """Write ``summary.json``, ``summary.md`` and ``best.diff`` into the run folder.
 
     Args:
@@ -74,7 +76,7 @@ def write_outputs(store: Store, program: Program, summary_md: Path | None = None
     return data
 
 
-def markdown(data: dict) -> str:
+def markdown(data: dict[str, Any]) -> str:
     seed, best, c = data["seed"], data["best"], data["counts"]
     lines = [f"## selfprog run `{data['run']}` — {data['program']}", "",
              f"| | {data['metric']} ({data['goal']}) |", "|---|---|",
