@@ -15,11 +15,12 @@ from orchestrator.generators.base import (
     GenerationCall,
     GenerationRequest,
     Proposal,
+    Reason,
+    Rejected,
     parents_or_seed,
 )
 from orchestrator.generators.config import MutateConfig, ValidationConfig
 from orchestrator.generators.edits.validate import accept, rejected
-from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.generators.searchspace import Setting, draw, find_settings, render, substitute
 from orchestrator.program import variant_hash
 

@@ -23,11 +23,12 @@ from orchestrator.generators.base import (
     GenerationRequest,
     Parent,
     Proposal,
+    Reason,
+    Rejected,
     parents_or_seed,
 )
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 from orchestrator.generators.edits.validate import accept, rejected
-from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.program import variant_hash
 
 _STOP = "\n\n\n"

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.generators.base import GenerationRequest, Parent
+from orchestrator.generators.base import GenerationRequest, Parent, Reason
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
-from orchestrator.generators.reasons import Reason
 from orchestrator.generators.selfgen import SelfGenerator, regions, splice
 from orchestrator.program import Program
 

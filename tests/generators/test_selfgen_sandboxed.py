@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from orchestrator.containers.sampler import ContainerCompleter, Prompt
-from orchestrator.generators.base import GenerationRequest, Parent
+from orchestrator.generators.base import GenerationRequest, Parent, Reason
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 from orchestrator.generators.inprocess import CodeLMError, ExportedCodeLM, export_tiny
-from orchestrator.generators.reasons import Reason
 from orchestrator.generators.selfgen import SelfGenerator
 from orchestrator.program import Program
 from sandbox.codelm import SampleError, parse_meta
