@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from orchestrator.errors import ConfigError, SelfprogError
+from orchestrator.errors import CodeLMError, ConfigError, SelfprogError
 from orchestrator.generators.base import (
     GenerationCall,
     GenerationRequest,
@@ -36,7 +36,7 @@ _STOP = "\n\n\n"
 
 
 class Completer(Protocol):
-    """What ``generators.inprocess.ExportedCodeLM`` and ``ContainerCompleter`` offer; a completer
+    """What ``InProcessCompleter`` and ``ContainerCompleter`` offer; a completer
     may also offer ``complete_many(prompts)`` to sample a whole batch in one go."""
 
     def complete(self, prompt: str, max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
@@ -111,14 +111,14 @@ class SelfGenerator:
             ConfigError: no folder configured, or the folder holds no usable model.
         """
         from orchestrator.containers.sampler import ContainerCompleter
-        from orchestrator.generators.inprocess import CodeLMError, ExportedCodeLM
+        from orchestrator.generators.inprocess import InProcessCompleter
 
         if not folder:
             raise ConfigError("generator.codelm.model is not set (an exported codelm's folder)")
         try:
             if self.codelm.sandboxed:
                 return ContainerCompleter(Path(folder), timeout_s=self.codelm.timeout_s)
-            return ExportedCodeLM.load(Path(folder))
+            return InProcessCompleter.load(Path(folder))
         except CodeLMError as exc:
             raise ConfigError(str(exc)) from None
 

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_exported_codelm_samples_recorded_proposals(tmp_path):
-    from orchestrator.generators.inprocess import ExportedCodeLM, export_tiny
+    from orchestrator.generators.inprocess import InProcessCompleter
+    from orchestrator.generators.testing import export_tiny
 
     folder = export_tiny(tmp_path / "codelm")
     program = Program.load(ROOT / "programs" / "codelm")
@@ -25,7 +26,7 @@ def test_exported_codelm_samples_recorded_proposals(tmp_path):
     config = GeneratorConfig(backend="self", codelm=CodeLMConfig(model=str(folder),
                                                                  max_new_bytes=24, sandboxed=False))
     gen = SelfGenerator(config)
-    assert isinstance(gen.lm, ExportedCodeLM)
+    assert isinstance(gen.lm, InProcessCompleter)
     parent = Parent("seed", program.source_files())
     proposals = gen.propose(GenerationRequest(program, (parent,), n=3, seed=2))
     assert len(proposals) == 3
