@@ -8,10 +8,12 @@ says at its start why it runs the backend it runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from orchestrator.errors import ConfigError
+from orchestrator.completer import Completer
+from orchestrator.errors import CodeLMError, ConfigError
 from orchestrator.generators.base import Generator
-from orchestrator.generators.config import GeneratorConfig
+from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 
 
 def _build(backend: str, config: GeneratorConfig) -> Generator:
@@ -26,12 +28,44 @@ def _build(backend: str, config: GeneratorConfig) -> Generator:
     if backend == "self":
         from orchestrator.generators.selfgen import SelfGenerator
 
-        return SelfGenerator(config)
+        if not config.codelm.model:
+            raise ConfigError("generator.codelm.model is not set (an exported codelm's folder)")
+        load = codelm_loader(config.codelm)
+        return SelfGenerator(config, load(Path(config.codelm.model)), load)
     if backend == "mutate":
         from orchestrator.generators.mutate import MutateGenerator
 
         return MutateGenerator(config.mutate, config.validation)
     raise ConfigError(f"generator.backend {backend!r} is not one of auto, hf, openai, self, mutate")
+
+
+def codelm_loader(codelm: CodeLMConfig) -> Callable[[Path], Completer]:
+    """The function that makes a completer for an exported codelm folder, as ``codelm`` says.
+
+    By default the sandboxed completer: the folder is checked on the host and the model only ever
+    runs in a hardened container. With ``codelm.sandboxed`` off the model is loaded into this
+    process (trusted models only). The imports are lazy so that choosing ``mutate`` or ``openai``
+    needs neither Docker nor torch.
+    """
+
+    def load(folder: Path) -> Completer:
+        """The completer of ``folder``.
+
+        Raises:
+            ConfigError: the folder holds no usable model (what the completer said, verbatim).
+        """
+        try:
+            if codelm.sandboxed:
+                from orchestrator.containers.sampler import SandboxedCompleter
+
+                return SandboxedCompleter(folder, timeout_s=codelm.timeout_s)
+            from orchestrator.generators.inprocess import InProcessCompleter
+
+            return InProcessCompleter.load(folder)
+        except CodeLMError as exc:
+            raise ConfigError(str(exc)) from None
+
+    return load
 
 
 def choose(config: GeneratorConfig) -> tuple[Generator, str]:
