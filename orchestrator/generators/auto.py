@@ -9,34 +9,58 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from orchestrator.completer import Completer
 from orchestrator.errors import CodeLMError, ConfigError
 from orchestrator.generators.base import Generator
-from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
+from orchestrator.generators.config import BACKENDS, CodeLMConfig, GeneratorConfig
+from orchestrator.toml_model import validate
+
+
+def _openai(config: GeneratorConfig) -> Generator:
+    from orchestrator.generators.openai_compat import OpenAIGenerator
+
+    return OpenAIGenerator(config)
+
+
+def _hf(config: GeneratorConfig) -> Generator:
+    from orchestrator.generators.hf import HFGenerator
+
+    return HFGenerator(config)
+
+
+def _self(config: GeneratorConfig) -> Generator:
+    from orchestrator.generators.selfgen import SelfGenerator
+
+    if not config.codelm.model:
+        raise ConfigError("generator.codelm.model is not set (an exported codelm's folder)")
+    load = codelm_loader(config.codelm)
+    return SelfGenerator(config, load(Path(config.codelm.model)), load)
+
+
+def _mutate(config: GeneratorConfig) -> Generator:
+    from orchestrator.generators.mutate import MutateGenerator
+
+    return MutateGenerator(config.mutate, config.validation)
+
+
+BUILDERS: dict[str, Callable[[GeneratorConfig], Generator]] = {
+    "openai": _openai, "hf": _hf, "self": _self, "mutate": _mutate,
+}
+"""How each backend of ``config.BACKENDS`` is built, but ``auto``, which picks one of these.
+Each imports its heavy dependencies (torch, transformers, Docker) only when it is called."""
+
+_MODEL_SECTION = {"self": "codelm", "openai": "openai"}
+"""The config section that ``selfprog propose --model`` sets, by backend; any other backend takes
+it as an hf model (the one ``auto`` tries when no endpoint is given)."""
 
 
 def _build(backend: str, config: GeneratorConfig) -> Generator:
-    if backend == "openai":
-        from orchestrator.generators.openai_compat import OpenAIGenerator
-
-        return OpenAIGenerator(config)
-    if backend == "hf":
-        from orchestrator.generators.hf import HFGenerator
-
-        return HFGenerator(config)
-    if backend == "self":
-        from orchestrator.generators.selfgen import SelfGenerator
-
-        if not config.codelm.model:
-            raise ConfigError("generator.codelm.model is not set (an exported codelm's folder)")
-        load = codelm_loader(config.codelm)
-        return SelfGenerator(config, load(Path(config.codelm.model)), load)
-    if backend == "mutate":
-        from orchestrator.generators.mutate import MutateGenerator
-
-        return MutateGenerator(config.mutate, config.validation)
-    raise ConfigError(f"generator.backend {backend!r} is not one of auto, hf, openai, self, mutate")
+    builder = BUILDERS.get(backend)
+    if builder is None:
+        raise ConfigError(f"generator.backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    return builder(config)
 
 
 def codelm_loader(codelm: CodeLMConfig) -> Callable[[Path], Completer]:
@@ -112,3 +136,23 @@ def make_generator(config: GeneratorConfig | None = None,
     if say is not None:
         say(reason)
     return generator
+
+
+def propose_config(backend: str, model: str | None, base_url: str | None) -> GeneratorConfig:
+    """The generator configuration of ``selfprog propose --backend --model --base-url``.
+
+    ``model`` goes to the backend's own section: an export folder for ``self``, a model name for
+    ``openai``, a hub id or folder for ``hf`` (and for ``auto`` and ``mutate``, which may try
+    hf); ``base_url`` is the openai endpoint's.
+
+    Raises:
+        ConfigError: ``backend`` is not one of ``BACKENDS``, or a value is refused.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    data: dict[str, Any] = {"backend": backend}
+    if model:
+        data[_MODEL_SECTION.get(backend, "hf")] = {"model": model}
+    if base_url:
+        data["openai"] = {**data.get("openai", {}), "base_url": base_url}
+    return validate(GeneratorConfig, data, "selfprog propose")

@@ -140,7 +140,7 @@ class Proposal:
 
 class Generator(Protocol):
     name: str
-    """Backend name as recorded: hf, openai, self, mutate."""
+    """Backend name as recorded: one of ``config.BACKENDS`` but ``auto``."""
 
     def propose(self, request: GenerationRequest) -> list[Proposal]:
         """Return ``request.n`` proposals; what a model wrote is never raised, only rejected."""

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import ConfigError
 from orchestrator.generators import GeneratorConfig, choose, make_generator
+from orchestrator.generators.auto import BUILDERS, propose_config
+from orchestrator.generators.config import BACKENDS
 
 
 def _config(**data) -> GeneratorConfig:
@@ -70,3 +72,25 @@ def test_every_config_field_is_documented():
             assert field.description, f"{model.__name__}.{name} has no docstring"
             if isinstance(field.default, BaseModel):
                 models.append(type(field.default))
+
+
+def test_one_list_of_backends_and_the_factory_builds_each_but_auto():
+    assert BACKENDS == ("auto", "hf", "openai", "self", "mutate")
+    assert set(BUILDERS) == set(BACKENDS) - {"auto"}
+
+
+def test_propose_puts_the_model_in_the_chosen_backends_own_section():
+    assert propose_config("self", "runs/x/artifacts", None).codelm.model == "runs/x/artifacts"
+    both = propose_config("openai", "qwen", "http://127.0.0.1:9/v1")
+    assert (both.backend, both.openai.model, both.openai.base_url) == (
+        "openai", "qwen", "http://127.0.0.1:9/v1")
+    for backend in ("hf", "auto", "mutate"):  # auto tries hf after an endpoint
+        config = propose_config(backend, "gpt2", None)
+        assert config.backend == backend and config.hf.model == "gpt2"
+    plain = propose_config("auto", None, "http://127.0.0.1:9/v1")
+    assert plain.openai.base_url == "http://127.0.0.1:9/v1" and plain.hf.model is None
+
+
+def test_propose_refuses_an_unknown_backend_naming_every_backend():
+    with pytest.raises(ConfigError, match="'gpt' is not one of auto, hf, openai, self, mutate"):
+        propose_config("gpt", None, None)
