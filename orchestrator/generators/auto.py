@@ -1,21 +1,26 @@
-"""Choosing a backend: the factory, and ``auto``'s choice with its one-line reason.
+"""Choosing a backend: the factory, ``auto``'s choice with its one-line reason, and the preview.
 
 ``auto`` takes ``openai`` when an endpoint is configured, else ``hf`` when its model loads, else
-``mutate`` (which needs nothing). The reason names what was found or missing, so a run's log
-says at its start why it runs the backend it runs.
+``mutate`` (which needs nothing). The reason names what was found or missing and is logged at
+INFO, so a run's log says at its start why it runs the backend it runs. :func:`preview` draws
+proposals from a program as shipped without running anything (``selfprog propose``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from orchestrator.completer import Completer
 from orchestrator.errors import CodeLMError, ConfigError
-from orchestrator.generators.base import Generator
+from orchestrator.generators.base import GenerationRequest, Generator, Parent, Proposal
 from orchestrator.generators.config import BACKENDS, CodeLMConfig, GeneratorConfig
+from orchestrator.program import Program
 from orchestrator.toml_model import validate
+
+log = logging.getLogger(__name__)
 
 
 def _openai(config: GeneratorConfig) -> Generator:
@@ -125,17 +130,30 @@ def _what(generator: Generator) -> str:
     return getattr(generator, "model_name", "") or "no model"
 
 
-def make_generator(config: GeneratorConfig | None = None,
-                   say: Callable[[str], None] | None = None) -> Generator:
-    """Build the generator of a run; ``say`` receives the one-line reason for the choice.
+def make_generator(config: GeneratorConfig | None = None) -> Generator:
+    """Build the generator of a run, and log at INFO the one line that says why this one.
 
     Raises:
         ConfigError: as :func:`choose`.
     """
     generator, reason = choose(config or GeneratorConfig())
-    if say is not None:
-        say(reason)
+    log.info("%s", reason)
     return generator
+
+
+def preview(program_dir: str | Path, config: GeneratorConfig, n: int = 1, seed: int = 0,
+            from_spec: bool = False) -> list[Proposal]:
+    """``n`` proposals from the program as shipped (or, with ``from_spec``, written from its
+    task spec with no parent): what ``selfprog propose`` prints, to try a backend or a model on
+    a program before an evolve run. Nothing is built or run.
+
+    Raises:
+        ConfigError: the program does not load, or the configured backend cannot start.
+    """
+    program = Program.load(program_dir)
+    generator = make_generator(config)
+    parents = () if from_spec else (Parent("seed", program.source_files()),)
+    return generator.propose(GenerationRequest(program, parents, n=n, seed=seed))
 
 
 def propose_config(backend: str, model: str | None, base_url: str | None) -> GeneratorConfig:
