@@ -75,8 +75,8 @@ class LMGenerator:
                 continue
             call = next(calls)
             if call.error:
-                exc = Rejected(Reason.GENERATION_ERROR, call.error)
-                out.append(rejected(_pid(parent), call, exc))
+                failed = Rejected(Reason.GENERATION_ERROR, call.error)
+                out.append(rejected(_pid(parent), call, failed))
                 continue
             base = parent.files if parent else seed_files
             proposal = proposal_from_answer(
