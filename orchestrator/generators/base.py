@@ -10,12 +10,13 @@ the store and the reports can count rejections by kind.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from orchestrator.errors import EditError
-from orchestrator.program import Program
+from orchestrator.program import Program, variant_hash
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,23 @@ class GenerationRequest:
     program's own description."""
 
 
-def parents_or_seed(request: GenerationRequest, seed_files: dict[str, str]) -> tuple[Parent, ...]:
-    """The request's parents, or the program's shipped files when it has none (a task's
-    skeleton): the one rule for where an edit starts."""
-    return request.parents or (Parent(variant_id="", files=seed_files),)
+def starts(request: GenerationRequest, seed_files: dict[str, str],
+           salt: str = "") -> list[tuple[int, Parent, random.Random]]:
+    """Where each of the request's ``n`` proposals starts, and the random stream it draws from:
+    the one rule for both, shared by the backends that edit without a language model.
+
+    Proposal ``i`` edits parent ``i`` modulo the number of parents, or the program's shipped
+    files when the request has none (a task's skeleton). Its stream is seeded by ``salt``, the
+    request's seed, the parent's content and ``i``, so a proposal never depends on another's
+    draws and the same request always gives the same proposals.
+    """
+    parents = request.parents or (Parent(variant_id="", files=seed_files),)
+    out = []
+    for index in range(request.n):
+        parent = parents[index % len(parents)]
+        stream = f"{salt}{request.seed}:{variant_hash(parent.files)}:{index}"
+        out.append((index, parent, random.Random(stream)))
+    return out
 
 
 @dataclass

@@ -17,7 +17,7 @@ from orchestrator.generators.base import (
     Proposal,
     Reason,
     Rejected,
-    parents_or_seed,
+    starts,
 )
 from orchestrator.generators.config import MutateConfig, ValidationConfig
 from orchestrator.generators.edits.validate import accept, rejected
@@ -36,16 +36,12 @@ class MutateGenerator:
         self.limits = limits
 
     def propose(self, request: GenerationRequest) -> list[Proposal]:
-        program = request.program
-        editable = program.manifest.program.editable
-        seed_files = program.source_files()
-        parents = parents_or_seed(request, seed_files)
+        editable = request.program.manifest.program.editable
+        seed_files = request.program.source_files()
         seen = set(request.seen)
         out = []
-        for index in range(request.n):
-            parent = parents[index % len(parents)]
+        for _index, parent, rng in starts(request, seed_files):
             parent_id = parent.variant_id or None
-            rng = random.Random(f"{request.seed}:{variant_hash(parent.files)}:{index}")
             started = time.monotonic()
             try:
                 avoid = seen | {variant_hash(parent.files)}

@@ -30,7 +30,7 @@ from orchestrator.generators.base import (
     Proposal,
     Reason,
     Rejected,
-    parents_or_seed,
+    starts,
 )
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 from orchestrator.generators.edits.validate import accept, rejected
@@ -115,16 +115,11 @@ class SelfGenerator:
         self.model_name = str(folder)
 
     def propose(self, request: GenerationRequest) -> list[Proposal]:
-        program = request.program
-        editable = program.manifest.program.editable
-        seed_files = program.source_files()
-        parents = parents_or_seed(request, seed_files)
+        editable = request.program.manifest.program.editable
+        seed_files = request.program.source_files()
         seen = set(request.seen)
-        plans: list[_Plan | Proposal] = []
-        for index in range(request.n):
-            parent = parents[index % len(parents)]
-            rng = random.Random(f"self:{request.seed}:{variant_hash(parent.files)}:{index}")
-            plans.append(self._plan(parent, rng, request.seed * 100_003 + index))
+        plans = [self._plan(parent, rng, request.seed * 100_003 + index)
+                 for index, parent, rng in starts(request, seed_files, salt="self:")]
         todo = [plan for plan in plans if isinstance(plan, _Plan)]
         samples = self._sample(todo)
         out = []
