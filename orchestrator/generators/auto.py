@@ -101,8 +101,9 @@ def choose(config: GeneratorConfig) -> tuple[Generator, str]:
     """The generator ``config`` asks for, and one line saying which it is and why.
 
     Raises:
-        ConfigError: an explicitly named backend cannot start (no model, a bad URL ...).
-            ``auto`` never raises: it falls back to ``mutate``.
+        ConfigError: an explicitly named backend cannot start (no model, a bad URL ...), or
+            ``auto`` is given an endpoint URL that is not http(s). A missing or unloadable hf
+            model is no error for ``auto``: it falls back to ``mutate`` and says why.
     """
     if config.backend != "auto":
         generator = _build(config.backend, config)
@@ -160,8 +161,8 @@ def propose_config(backend: str, model: str | None, base_url: str | None) -> Gen
     """The generator configuration of ``selfprog propose --backend --model --base-url``.
 
     ``model`` goes to the backend's own section: an export folder for ``self``, a model name for
-    ``openai``, a hub id or folder for ``hf`` (and for ``auto`` and ``mutate``, which may try
-    hf); ``base_url`` is the openai endpoint's.
+    ``openai``, a hub id or folder for ``hf`` (also for ``auto``, which tries hf when no endpoint
+    is given, and ``mutate``, which ignores it); ``base_url`` is the openai endpoint's.
 
     Raises:
         ConfigError: ``backend`` is not one of ``BACKENDS``, or a value is refused.
