@@ -12,9 +12,10 @@ from orchestrator.generators.base import (
     Generator,
     Parent,
     Proposal,
+    Reason,
+    Rejected,
 )
 from orchestrator.generators.config import GeneratorConfig
-from orchestrator.generators.reasons import Reason, Rejected
 
 __all__ = [
     "Failure", "GenerationCall", "GenerationRequest", "Generator", "GeneratorConfig", "Parent",

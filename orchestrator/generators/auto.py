@@ -1,45 +1,109 @@
-"""Choosing a backend: the factory, and ``auto``'s choice with its one-line reason.
+"""Choosing a backend: the factory, ``auto``'s choice with its one-line reason, and the preview.
 
 ``auto`` takes ``openai`` when an endpoint is configured, else ``hf`` when its model loads, else
-``mutate`` (which needs nothing). The reason names what was found or missing, so a run's log
-says at its start why it runs the backend it runs.
+``mutate`` (which needs nothing). The reason names what was found or missing and is logged at
+INFO, so a run's log says at its start why it runs the backend it runs. :func:`preview` draws
+proposals from a program as shipped without running anything (``selfprog propose``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from orchestrator.errors import ConfigError
-from orchestrator.generators.base import Generator
-from orchestrator.generators.config import GeneratorConfig
+from orchestrator.completer import Completer
+from orchestrator.errors import CodeLMError, ConfigError
+from orchestrator.generators.base import GenerationRequest, Generator, Parent, Proposal
+from orchestrator.generators.config import BACKENDS, CodeLMConfig, GeneratorConfig
+from orchestrator.program import Program
+from orchestrator.toml_model import validate
+
+log = logging.getLogger(__name__)
+
+
+def _openai(config: GeneratorConfig) -> Generator:
+    from orchestrator.generators.openai_compat import OpenAIGenerator
+
+    return OpenAIGenerator(config)
+
+
+def _hf(config: GeneratorConfig) -> Generator:
+    from orchestrator.generators.hf import HFGenerator
+
+    return HFGenerator(config)
+
+
+def _self(config: GeneratorConfig) -> Generator:
+    from orchestrator.generators.selfgen import SelfGenerator
+
+    if not config.codelm.model:
+        raise ConfigError("generator.codelm.model is not set (an exported codelm's folder)")
+    load = codelm_loader(config.codelm)
+    return SelfGenerator(config, load(Path(config.codelm.model)), load)
+
+
+def _mutate(config: GeneratorConfig) -> Generator:
+    from orchestrator.generators.mutate import MutateGenerator
+
+    return MutateGenerator(config.mutate, config.validation)
+
+
+BUILDERS: dict[str, Callable[[GeneratorConfig], Generator]] = {
+    "openai": _openai, "hf": _hf, "self": _self, "mutate": _mutate,
+}
+"""How each backend of ``config.BACKENDS`` is built, but ``auto``, which picks one of these.
+Each imports its heavy dependencies (torch, transformers, Docker) only when it is called."""
+
+_MODEL_SECTION = {"self": "codelm", "openai": "openai"}
+"""The config section that ``selfprog propose --model`` sets, by backend; any other backend takes
+it as an hf model (the one ``auto`` tries when no endpoint is given)."""
 
 
 def _build(backend: str, config: GeneratorConfig) -> Generator:
-    if backend == "openai":
-        from orchestrator.generators.openai_compat import OpenAIGenerator
+    builder = BUILDERS.get(backend)
+    if builder is None:
+        raise ConfigError(f"generator.backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    return builder(config)
 
-        return OpenAIGenerator(config)
-    if backend == "hf":
-        from orchestrator.generators.hf import HFGenerator
 
-        return HFGenerator(config)
-    if backend == "self":
-        from orchestrator.generators.selfgen import SelfGenerator
+def codelm_loader(codelm: CodeLMConfig) -> Callable[[Path], Completer]:
+    """The function that makes a completer for an exported codelm folder, as ``codelm`` says.
 
-        return SelfGenerator(config)
-    if backend == "mutate":
-        from orchestrator.generators.mutate import MutateGenerator
+    By default the sandboxed completer: the folder is checked on the host and the model only ever
+    runs in a hardened container. With ``codelm.sandboxed`` off the model is loaded into this
+    process (trusted models only). The imports are lazy so that choosing ``mutate`` or ``openai``
+    needs neither Docker nor torch.
+    """
 
-        return MutateGenerator(config.mutate, config.validation)
-    raise ConfigError(f"generator.backend {backend!r} is not one of auto, hf, openai, self, mutate")
+    def load(folder: Path) -> Completer:
+        """The completer of ``folder``.
+
+        Raises:
+            ConfigError: the folder holds no usable model (what the completer said, verbatim).
+        """
+        try:
+            if codelm.sandboxed:
+                from orchestrator.containers.sampler import SandboxedCompleter
+
+                return SandboxedCompleter(folder, timeout_s=codelm.timeout_s)
+            from orchestrator.generators.inprocess import InProcessCompleter
+
+            return InProcessCompleter.load(folder)
+        except CodeLMError as exc:
+            raise ConfigError(str(exc)) from None
+
+    return load
 
 
 def choose(config: GeneratorConfig) -> tuple[Generator, str]:
     """The generator ``config`` asks for, and one line saying which it is and why.
 
     Raises:
-        ConfigError: an explicitly named backend cannot start (no model, a bad URL ...).
-            ``auto`` never raises: it falls back to ``mutate``.
+        ConfigError: an explicitly named backend cannot start (no model, a bad URL ...), or
+            ``auto`` is given an endpoint URL that is not http(s). A missing or unloadable hf
+            model is no error for ``auto``: it falls back to ``mutate`` and says why.
     """
     if config.backend != "auto":
         generator = _build(config.backend, config)
@@ -67,14 +131,47 @@ def _what(generator: Generator) -> str:
     return getattr(generator, "model_name", "") or "no model"
 
 
-def make_generator(config: GeneratorConfig | None = None,
-                   say: Callable[[str], None] | None = None) -> Generator:
-    """Build the generator of a run; ``say`` receives the one-line reason for the choice.
+def make_generator(config: GeneratorConfig | None = None) -> Generator:
+    """Build the generator of a run, and log at INFO the one line that says why this one.
 
     Raises:
         ConfigError: as :func:`choose`.
     """
     generator, reason = choose(config or GeneratorConfig())
-    if say is not None:
-        say(reason)
+    log.info("%s", reason)
     return generator
+
+
+def preview(program_dir: str | Path, config: GeneratorConfig, n: int = 1, seed: int = 0,
+            from_spec: bool = False) -> list[Proposal]:
+    """``n`` proposals from the program as shipped (or, with ``from_spec``, written from its
+    task spec with no parent): what ``selfprog propose`` prints, to try a backend or a model on
+    a program before an evolve run. Nothing is built or run.
+
+    Raises:
+        ConfigError: the program does not load, or the configured backend cannot start.
+    """
+    program = Program.load(program_dir)
+    generator = make_generator(config)
+    parents = () if from_spec else (Parent("seed", program.source_files()),)
+    return generator.propose(GenerationRequest(program, parents, n=n, seed=seed))
+
+
+def propose_config(backend: str, model: str | None, base_url: str | None) -> GeneratorConfig:
+    """The generator configuration of ``selfprog propose --backend --model --base-url``.
+
+    ``model`` goes to the backend's own section: an export folder for ``self``, a model name for
+    ``openai``, a hub id or folder for ``hf`` (also for ``auto``, which tries hf when no endpoint
+    is given, and ``mutate``, which ignores it); ``base_url`` is the openai endpoint's.
+
+    Raises:
+        ConfigError: ``backend`` is not one of ``BACKENDS``, or a value is refused.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    data: dict[str, Any] = {"backend": backend}
+    if model:
+        data[_MODEL_SECTION.get(backend, "hf")] = {"model": model}
+    if base_url:
+        data["openai"] = {**data.get("openai", {}), "base_url": base_url}
+    return validate(GeneratorConfig, data, "selfprog propose")

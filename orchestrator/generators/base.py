@@ -3,14 +3,20 @@
 A generator turns a request (the program, its parents with their source and metrics, recent
 failures) into proposals: each is the full text of the editable files after an edit, or a
 rejection with its reason. Every language-model call is recorded, rejected or not.
+
+``Proposal.rejection`` holds ``"<reason>: <detail>"``; the reason is one of :class:`Reason`, so
+the store and the reports can count rejections by kind.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
-from orchestrator.program import Program
+from orchestrator.errors import EditError
+from orchestrator.program import Program, variant_hash
 
 
 @dataclass(frozen=True)
@@ -47,10 +53,23 @@ class GenerationRequest:
     program's own description."""
 
 
-def parents_or_seed(request: GenerationRequest, seed_files: dict[str, str]) -> tuple[Parent, ...]:
-    """The request's parents, or the program's shipped files when it has none (a task's
-    skeleton): the one rule for where an edit starts."""
-    return request.parents or (Parent(variant_id="", files=seed_files),)
+def starts(request: GenerationRequest, seed_files: dict[str, str],
+           salt: str = "") -> list[tuple[int, Parent, random.Random]]:
+    """Where each of the request's ``n`` proposals starts, and the random stream it draws from:
+    the one rule for both, shared by the backends that edit without a language model.
+
+    Proposal ``i`` edits parent ``i`` modulo the number of parents, or the program's shipped
+    files when the request has none (a task's skeleton). Its stream is seeded by ``salt``, the
+    request's seed, the parent's content and ``i``, so a proposal never depends on another's
+    draws and the same request always gives the same proposals.
+    """
+    parents = request.parents or (Parent(variant_id="", files=seed_files),)
+    out = []
+    for index in range(request.n):
+        parent = parents[index % len(parents)]
+        stream = f"{salt}{request.seed}:{variant_hash(parent.files)}:{index}"
+        out.append((index, parent, random.Random(stream)))
+    return out
 
 
 @dataclass
@@ -67,6 +86,51 @@ class GenerationCall:
     error: str | None = None
 
 
+class Reason(StrEnum):
+    """Why a proposal is rejected before anything is built: the kinds the reports count."""
+
+    NO_EDIT = "no_edit"
+    """The answer holds no SEARCH/REPLACE block and no usable code block."""
+    UNTERMINATED = "unterminated"
+    """A SEARCH/REPLACE block started but never ended (a cut-off answer)."""
+    TRUNCATED = "truncated"
+    """A full rewrite whose fence never closed, or far shorter than the file it replaces."""
+    NOT_EDITABLE = "not_editable"
+    """An edit targets a file the program does not declare editable (e.g. its evaluator)."""
+    NO_MATCH = "no_match"
+    """A SEARCH text is found nowhere in its file, even tolerantly."""
+    AMBIGUOUS = "ambiguous"
+    """A SEARCH text matches more than one place: it must apply exactly once."""
+    SYNTAX = "syntax"
+    """An edited Python file does not parse."""
+    TOO_LARGE = "too_large"
+    """An edited file exceeds the size limit."""
+    UNCHANGED = "unchanged"
+    """The edits leave the parent's source as it was."""
+    DUPLICATE = "duplicate"
+    """The resulting source has been seen before (same content hash)."""
+    CONTEXT = "context"
+    """The prompt cannot fit the model's context even with history and failures dropped."""
+    GENERATION_ERROR = "generation_error"
+    """The backend produced no answer: deadline, connection or server error."""
+    EXHAUSTED = "exhausted"
+    """``mutate`` or ``self`` found no unseen variant within its attempts."""
+
+
+class Rejected(EditError):
+    """A proposal breaks a rule; carries the reason and a one-line detail."""
+
+    def __init__(self, reason: Reason, detail: str, *, variant_id: str | None = None):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}", variant_id=variant_id)
+
+    @property
+    def text(self) -> str:
+        """The string recorded as ``Proposal.rejection``."""
+        return f"{self.reason}: {self.detail}"
+
+
 @dataclass
 class Proposal:
     parent_id: str | None
@@ -75,7 +139,7 @@ class Proposal:
     call: GenerationCall | None
     rejection: str | None = None
     """Why the proposal was rejected before any container (None: valid), as
-    ``"<reason>: <detail>"`` with a reason from ``generators.reasons.Reason``."""
+    ``"<reason>: <detail>"`` with a reason from :class:`Reason`."""
     diff_parent: str = ""
     """Unified diff of the editable files against the parent ('' when rejected)."""
     diff_seed: str = ""
@@ -90,7 +154,7 @@ class Proposal:
 
 class Generator(Protocol):
     name: str
-    """Backend name as recorded: hf, openai, self, mutate."""
+    """Backend name as recorded: one of ``config.BACKENDS`` but ``auto``."""
 
     def propose(self, request: GenerationRequest) -> list[Proposal]:
         """Return ``request.n`` proposals; what a model wrote is never raised, only rejected."""

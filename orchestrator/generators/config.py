@@ -5,13 +5,16 @@ One frozen model per backend, nested under :class:`GeneratorConfig`; a misspelt 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
 from orchestrator.toml_model import Frozen
 
 Backend = Literal["auto", "hf", "openai", "self", "mutate"]
+"""The generator backends: the one list. The factory's table, its error messages and the CLI's
+help text are derived from it."""
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 class PromptConfig(Frozen):

@@ -8,6 +8,7 @@ text. Samples are drawn in batches (left padding), on CUDA when present. A faile
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
 from orchestrator.errors import ConfigError
 from orchestrator.generators.base import GenerationCall
@@ -56,7 +57,9 @@ class HFGenerator(LMGenerator):
             model = transformers.AutoModelForCausalLM.from_pretrained(hf.model, **{key: dtype})
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"generator.hf.model {hf.model!r} does not load: {exc}") from None
-        self.model = model.to(self.device).eval()
+        # transformers types PreTrainedModel.to through functools.wraps, which mypy cannot bind
+        # to the instance; the call is the documented one.
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
@@ -80,9 +83,10 @@ class HFGenerator(LMGenerator):
     def render(self, prompt: Prompt) -> str:
         """The text fed to the model: the chat template applied, or the plain prompt."""
         if self.chat:
-            return self.tokenizer.apply_chat_template(
+            text = self.tokenizer.apply_chat_template(
                 prompt.messages, tokenize=False, add_generation_prompt=True
             )
+            return cast(str, text)  # untokenized: the template's text
         return prompt.text
 
     def complete(self, prompts: list[Prompt], seed: int) -> list[GenerationCall]:
@@ -104,7 +108,7 @@ class HFGenerator(LMGenerator):
             width = inputs["input_ids"].shape[1]
             room = max(1, min(self.config.max_new_tokens, self.context_tokens - width))
             torch.manual_seed(seed)
-            sampling = {"do_sample": False}
+            sampling: dict[str, Any] = {"do_sample": False}
             if self.config.temperature > 0:  # the model's own top_p/top_k defaults still apply
                 sampling = {"do_sample": True, "temperature": self.config.temperature}
             with torch.inference_mode():
@@ -119,7 +123,7 @@ class HFGenerator(LMGenerator):
         pad = self.tokenizer.pad_token_id
         for i, call in enumerate(calls):
             new = output[i, width:]
-            call.response = self.tokenizer.decode(new, skip_special_tokens=True)
+            call.response = cast(str, self.tokenizer.decode(new, skip_special_tokens=True))
             call.tokens_in = int(inputs["attention_mask"][i].sum())
             call.tokens_out = int((new != pad).sum()) if pad is not None else len(new)
             call.latency_s = latency

@@ -1,36 +1,35 @@
-"""An exported codelm: sample code from it, one byte at a time.
+"""The in-process completer: an exported codelm run IN THIS PROCESS, for models you trust.
 
-This is the self loop's entry point: the ``self`` generator asks the current best codelm to
-write the next version of its own source. The model arrives as the train stage left it — a
-TorchScript module (``model.pt``) and ``model.json``. TorchScript is code: loading it and running
-its ``forward`` can touch files, loop or eat memory. So a variant's model is only ever sampled
-inside a hardened container (:class:`orchestrator.containers.sampler.ContainerCompleter`);
-:class:`ExportedCodeLM` runs the model IN THIS PROCESS and is for models you trust (tests,
-:func:`export_tiny`, a model you trained yourself). The loader and sampler themselves live in
-``sandbox.codelm`` so the container runs the same code.
+The ``self`` generator asks the current best codelm to write the next version of its own source.
+The model arrives as the train stage left it: a TorchScript module (``model.pt``) and
+``model.json``. TorchScript is code: loading it and running its ``forward`` can touch files, loop
+or eat memory. So a variant's model is only ever sampled inside a hardened container
+(``orchestrator.containers.sampler.SandboxedCompleter``, the default); :class:`InProcessCompleter`
+is for models you trust (tests, ``generators.testing.export_tiny``, a model you trained yourself)
+and is chosen with ``generator.codelm.sandboxed = false``. The loader and sampler themselves live
+in ``sandbox.codelm`` so the container runs the same code.
 
-    lm = ExportedCodeLM.load(Path("my-trusted-export"))
+    lm = InProcessCompleter.load(Path("my-trusted-export"))
     text = lm.complete("def main():\\n", max_new_bytes=200, temperature=0.8, seed=1, stop="\\n\\n")
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import torch
 
+from orchestrator.completer import CompletionRequest
 from orchestrator.errors import CodeLMError
 from sandbox import codelm as sampler
 from sandbox.codelm import META_FILE, MODEL_FILE
 
-__all__ = ["META_FILE", "MODEL_FILE", "CodeLMError", "ExportedCodeLM", "export_tiny"]
-SEED_TRAIN = Path(__file__).resolve().parents[2] / "programs" / "codelm" / "train.py"
+__all__ = ["META_FILE", "MODEL_FILE", "InProcessCompleter"]
 
 
-class ExportedCodeLM:
-    """A byte-level language model exported by ``programs/codelm/train.py``, run in-process.
+class InProcessCompleter:
+    """A byte-level language model exported by ``programs/codelm/train.py``, run in-process: an
+    ``orchestrator.completer.Completer``.
 
     Loading and sampling run the model's code on the host: only for models you trust.
     """
@@ -43,7 +42,7 @@ class ExportedCodeLM:
         self.folder = folder
 
     @classmethod
-    def load(cls, folder: Path, device: str | None = None) -> ExportedCodeLM:
+    def load(cls, folder: Path, device: str | None = None) -> InProcessCompleter:
         """Read ``model.pt`` and ``model.json`` from an artifacts folder.
 
         Args:
@@ -62,6 +61,17 @@ class ExportedCodeLM:
             raise CodeLMError(str(exc)) from None
         return cls(module, context, device, folder)
 
+    def complete_many(self, requests: list[CompletionRequest]) -> list[str | CodeLMError]:
+        """Each request's completion, or the error the model gave on it: one failed request
+        does not cost the others theirs (as in the sandboxed completer)."""
+        out: list[str | CodeLMError] = []
+        for r in requests:
+            try:
+                out.append(self.complete(r.prompt, r.max_new_bytes, r.temperature, r.seed, r.stop))
+            except CodeLMError as exc:
+                out.append(exc)
+        return out
+
     def complete(self, prompt: str, max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
                  stop: str | None = None) -> str:
         """Continue ``prompt`` by sampling up to ``max_new_bytes`` bytes.
@@ -78,34 +88,13 @@ class ExportedCodeLM:
             back as U+FFFD.
 
         Raises:
-            CodeLMError: the module fails or returns logits of the wrong shape.
+            CodeLMError: the module fails or returns logits of the wrong shape, the temperature
+                is negative, or torch fails while sampling (out of memory, NaN probabilities).
         """
         try:
             return sampler.sample(self.module, self.context, self.device, prompt, max_new_bytes,
                                   temperature, seed, stop)
         except sampler.SampleError as exc:
             raise CodeLMError(f"{self.folder}: {exc}") from None
-
-
-def export_tiny(folder: Path, seed: int = 0, context: int = 32) -> Path:
-    """Export a tiny random-weight codelm to ``folder`` (for tests: no training, under a second).
-
-    It uses the seed program's own model code, so it has exactly the shipped export format.
-
-    Returns:
-        ``folder``, now holding ``model.pt`` and ``model.json``.
-    """
-    spec = importlib.util.spec_from_file_location("_codelm_seed_train", SEED_TRAIN)
-    assert spec and spec.loader
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
-    torch.manual_seed(seed)
-    model = train.GPT(n_layer=1, n_head=2, head_dim=8, mlp_ratio=2, context=context,
-                      activation="gelu", dropout=0.0).eval()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(model).save(str(folder / MODEL_FILE))
-    meta = {"format": "codelm-bytes-v1", "context": context, "vocab": 256,
-            "params": sum(p.numel() for p in model.parameters()), "random_weights": True}
-    (folder / META_FILE).write_text(json.dumps(meta, indent=1))
-    return folder
+        except (ValueError, RuntimeError) as exc:  # a bad temperature; torch's own failures
+            raise CodeLMError(f"{self.folder}: {type(exc).__name__}: {exc}") from None

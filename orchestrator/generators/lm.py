@@ -8,11 +8,17 @@ rejected proposal. A failed call is a ``generation_error`` rejection, never an e
 
 from __future__ import annotations
 
-from orchestrator.generators.base import GenerationCall, GenerationRequest, Parent, Proposal
+from orchestrator.generators.base import (
+    GenerationCall,
+    GenerationRequest,
+    Parent,
+    Proposal,
+    Reason,
+    Rejected,
+)
 from orchestrator.generators.config import GeneratorConfig
 from orchestrator.generators.edits.validate import proposal_from_answer, rejected
 from orchestrator.generators.prompt import Prompt, build_prompt
-from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.program import variant_hash
 
 
@@ -69,8 +75,8 @@ class LMGenerator:
                 continue
             call = next(calls)
             if call.error:
-                exc = Rejected(Reason.GENERATION_ERROR, call.error)
-                out.append(rejected(_pid(parent), call, exc))
+                failed = Rejected(Reason.GENERATION_ERROR, call.error)
+                out.append(rejected(_pid(parent), call, failed))
                 continue
             base = parent.files if parent else seed_files
             proposal = proposal_from_answer(

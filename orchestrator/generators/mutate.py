@@ -15,11 +15,12 @@ from orchestrator.generators.base import (
     GenerationCall,
     GenerationRequest,
     Proposal,
-    parents_or_seed,
+    Reason,
+    Rejected,
+    starts,
 )
 from orchestrator.generators.config import MutateConfig, ValidationConfig
 from orchestrator.generators.edits.validate import accept, rejected
-from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.generators.searchspace import Setting, draw, find_settings, render, substitute
 from orchestrator.program import variant_hash
 
@@ -35,16 +36,12 @@ class MutateGenerator:
         self.limits = limits
 
     def propose(self, request: GenerationRequest) -> list[Proposal]:
-        program = request.program
-        editable = program.manifest.program.editable
-        seed_files = program.source_files()
-        parents = parents_or_seed(request, seed_files)
+        editable = request.program.manifest.program.editable
+        seed_files = request.program.source_files()
         seen = set(request.seen)
         out = []
-        for index in range(request.n):
-            parent = parents[index % len(parents)]
+        for _index, parent, rng in starts(request, seed_files):
             parent_id = parent.variant_id or None
-            rng = random.Random(f"{request.seed}:{variant_hash(parent.files)}:{index}")
             started = time.monotonic()
             try:
                 avoid = seen | {variant_hash(parent.files)}

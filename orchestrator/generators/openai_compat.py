@@ -51,6 +51,7 @@ class OpenAIGenerator(LMGenerator):
             raise ConfigError(f"generator.openai.base_url {self.endpoint.base_url!r} is not an "
                               "http(s) URL")
         self._url = url
+        self._host: str = url.hostname
         self.model_name = self.endpoint.model
 
     @property
@@ -118,7 +119,7 @@ class OpenAIGenerator(LMGenerator):
     def _post(self, body: dict, live: dict[str, http.client.HTTPConnection]) -> tuple[str, dict]:
         url, ep = self._url, self.endpoint
         cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        conn = cls(url.hostname, url.port, timeout=ep.connect_timeout_s)
+        conn = cls(self._host, url.port, timeout=ep.connect_timeout_s)
         live["conn"] = conn
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(ep.api_key_env, "")

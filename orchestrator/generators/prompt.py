@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from orchestrator.generators.base import Failure, GenerationRequest, Parent
+from orchestrator.generators.base import Failure, GenerationRequest, Parent, Reason, Rejected
 from orchestrator.generators.config import PromptConfig
-from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.program import Program
 
 SYSTEM = (

@@ -20,9 +20,13 @@ import math
 import random
 import re
 from dataclasses import dataclass
+from typing import Any
 
 _DECL = re.compile(r"#\s*search:\s*(log|int|float|choice)\s*\[(.*?)\]")
 _LITERALS = {"True": True, "False": False, "None": None}
+
+Value = int | float | str | bool | None
+"""What a setting holds: a literal (``None`` only among a choice's options)."""
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,11 @@ class Setting:
 
     path: str
     name: str
-    value: object
+    value: Value
     kind: str
     """``log``, ``int``, ``float``, ``choice``, or ``generic`` (undeclared)."""
-    args: tuple
+    args: tuple[Any, ...]
+    """A choice's options; ``(low, high)`` as floats for log, int and float; empty for generic."""
     line: int
     """0-based line of the literal."""
     start: int
@@ -60,7 +65,7 @@ def find_settings(path: str, text: str, *, undeclared: bool = False) -> list[Set
         if not (isinstance(target, ast.Name) and target.id.isupper()):
             continue
         literal = _literal(value)
-        if literal is _MISSING or value.lineno != value.end_lineno:
+        if literal is None or value.lineno != value.end_lineno:
             continue
         line = lines[value.lineno - 1]
         raw = line.encode()
@@ -70,6 +75,8 @@ def find_settings(path: str, text: str, *, undeclared: bool = False) -> list[Set
         quote = line[start] if isinstance(literal, str) else '"'
         if decl:
             kind, args = decl.group(1), _parse_args(decl.group(1), decl.group(2))
+            if kind != "choice" and not isinstance(literal, int | float):
+                continue  # a numeric range on a string: no number to move
         elif undeclared and isinstance(literal, int | float) and not isinstance(literal, bool):
             if literal <= 0:
                 continue
@@ -82,20 +89,19 @@ def find_settings(path: str, text: str, *, undeclared: bool = False) -> list[Set
     return found
 
 
-_MISSING = object()
-
-
-def _literal(node: ast.expr) -> object:
+def _literal(node: ast.expr) -> int | float | str | bool | None:
+    """The constant ``node`` writes, or None when it is no such literal (``X = None`` is not a
+    setting: it has nothing to move)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool):
         return node.value
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
             and isinstance(node.operand, ast.Constant)
             and isinstance(node.operand.value, int | float)):
         return -node.operand.value
-    return _MISSING
+    return None
 
 
-def _parse_args(kind: str, body: str) -> tuple | None:
+def _parse_args(kind: str, body: str) -> tuple[Value, ...] | None:
     items = [item.strip().strip("'\"") for item in body.split(",") if item.strip()]
     if kind == "choice":
         return tuple(_token(item) for item in items) if len(items) >= 2 else None
@@ -108,7 +114,7 @@ def _parse_args(kind: str, body: str) -> tuple | None:
     return (low, high)
 
 
-def _token(item: str) -> object:
+def _token(item: str) -> Value:
     if item in _LITERALS:
         return _LITERALS[item]
     for cast in (int, float):
@@ -119,7 +125,7 @@ def _token(item: str) -> object:
     return item
 
 
-def draw(setting: Setting, rng: random.Random) -> object:
+def draw(setting: Setting, rng: random.Random) -> Value:
     """A new value for ``setting``, different from its current one when the range allows.
 
     Half the draws are local moves (a neighbour, a nearby value), half are uniform over the
@@ -129,6 +135,8 @@ def draw(setting: Setting, rng: random.Random) -> object:
     if setting.kind == "choice":
         options = [o for o in setting.args if o != current] or list(setting.args)
         return rng.choice(options)
+    if not isinstance(current, int | float):
+        return current  # never from find_settings: only a choice may hold a string
     if setting.kind == "generic":
         new = current * rng.choice((0.5, 2.0))
         return max(1, int(new)) if isinstance(current, int) else new
@@ -158,7 +166,7 @@ def _decimals(span: float) -> int:
     return max(0, 2 - math.floor(math.log10(span)))
 
 
-def render(setting: Setting, value: object) -> str:
+def render(setting: Setting, value: Value) -> str:
     """``value`` as a Python literal in the style of the setting's current literal."""
     if isinstance(value, str):
         return f"{setting.quote}{value}{setting.quote}"

@@ -6,6 +6,10 @@ a region and a line inside its body (seeded), gives the model the source up to t
 the sample replace the rest of the region: the sample is cut where it returns to the top level
 (the block has ended) or at its last complete line, and the code after the region is kept. The
 result is validated like any proposal.
+
+This module never loads a model: the factory (``generators.auto``) hands it a
+:class:`~orchestrator.completer.Completer` and the loader for the next one, so neither Docker nor
+torch is imported here, and the generator is tested with a fake completer.
 """
 
 from __future__ import annotations
@@ -13,33 +17,27 @@ from __future__ import annotations
 import ast
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from orchestrator.errors import ConfigError, SelfprogError
+from orchestrator.completer import Completer, CompletionRequest
+from orchestrator.errors import SelfprogError
 from orchestrator.generators.base import (
     GenerationCall,
     GenerationRequest,
     Parent,
     Proposal,
-    parents_or_seed,
+    Reason,
+    Rejected,
+    starts,
 )
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 from orchestrator.generators.edits.validate import accept, rejected
-from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.program import variant_hash
 
 _STOP = "\n\n\n"
 """Two blank lines: where PEP 8 code ends a top-level block."""
-
-
-class Completer(Protocol):
-    """What ``generators.inprocess.ExportedCodeLM`` and ``ContainerCompleter`` offer; a completer
-    may also offer ``complete_many(prompts)`` to sample a whole batch in one go."""
-
-    def complete(self, prompt: str, max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
-                 stop: str | None = None) -> str: ...
 
 
 def regions(text: str) -> list[tuple[int, int]]:
@@ -93,50 +91,35 @@ class SelfGenerator:
 
     name = "self"
 
-    def __init__(self, config: GeneratorConfig, lm: Completer | None = None):
+    def __init__(self, config: GeneratorConfig, lm: Completer,
+                 load: Callable[[Path], Completer]):
+        """
+        Args:
+            config: the generator's configuration (``codelm`` sets budgets and the context).
+            lm: the completer of the model to sample now.
+            load: makes the completer of another exported model (see :meth:`use`).
+        """
         self.config = config
         self.codelm: CodeLMConfig = config.codelm
         self.model_name = self.codelm.model or "(given)"
-        self.lm = lm if lm is not None else self.load(self.codelm.model)
-
-    def load(self, folder: str | Path | None) -> Completer:
-        """A completer for an exported codelm (``model.pt`` + ``model.json``).
-
-        By default a :class:`~orchestrator.containers.sampler.ContainerCompleter`: the folder is
-        checked on the host, the model only ever runs in a hardened container. With
-        ``codelm.sandboxed`` off the model is loaded into this process (trusted models only).
-
-        Raises:
-            ConfigError: no folder configured, or the folder holds no usable model.
-        """
-        from orchestrator.containers.sampler import ContainerCompleter
-        from orchestrator.generators.inprocess import CodeLMError, ExportedCodeLM
-
-        if not folder:
-            raise ConfigError("generator.codelm.model is not set (an exported codelm's folder)")
-        try:
-            if self.codelm.sandboxed:
-                return ContainerCompleter(Path(folder), timeout_s=self.codelm.timeout_s)
-            return ExportedCodeLM.load(Path(folder))
-        except CodeLMError as exc:
-            raise ConfigError(str(exc)) from None
+        self.lm = lm
+        self.load = load
 
     def use(self, folder: str | Path) -> None:
-        """Switch to another exported model, e.g. the new best variant's artifacts."""
-        self.lm = self.load(folder)
+        """Switch to another exported model, e.g. the new best variant's artifacts.
+
+        Raises:
+            ConfigError: the folder holds no usable model (the current one is kept).
+        """
+        self.lm = self.load(Path(folder))
         self.model_name = str(folder)
 
     def propose(self, request: GenerationRequest) -> list[Proposal]:
-        program = request.program
-        editable = program.manifest.program.editable
-        seed_files = program.source_files()
-        parents = parents_or_seed(request, seed_files)
+        editable = request.program.manifest.program.editable
+        seed_files = request.program.source_files()
         seen = set(request.seen)
-        plans: list[_Plan | Proposal] = []
-        for index in range(request.n):
-            parent = parents[index % len(parents)]
-            rng = random.Random(f"self:{request.seed}:{variant_hash(parent.files)}:{index}")
-            plans.append(self._plan(parent, rng, request.seed * 100_003 + index))
+        plans = [self._plan(parent, rng, request.seed * 100_003 + index)
+                 for index, parent, rng in starts(request, seed_files, salt="self:")]
         todo = [plan for plan in plans if isinstance(plan, _Plan)]
         samples = self._sample(todo)
         out = []
@@ -164,31 +147,21 @@ class SelfGenerator:
         return _Plan(parent, path, cut, end, prompt, budget, seed)
 
     def _sample(self, plans: list[_Plan]) -> dict[int, tuple[str | Exception, float]]:
-        """Each plan's sample (or the error that stopped it) and the seconds it took: one call
-        of ``complete_many`` (one container) for the batch where the completer offers it."""
-        many = getattr(self.lm, "complete_many", None)
-        if many is not None and plans:
-            from orchestrator.containers.sampler import Prompt
-
-            started = time.monotonic()
-            try:
-                texts = many([Prompt(p.prompt, p.budget, self.config.temperature, p.seed, _STOP)
-                              for p in plans])
-            except SelfprogError as exc:  # CodeLMError: the container failed as a whole
-                texts = [exc] * len(plans)
-            took = time.monotonic() - started
-            return {id(p): (t, took) for p, t in zip(plans, texts, strict=True)}
-        out: dict[int, tuple[str | Exception, float]] = {}
-        for p in plans:
-            started = time.monotonic()
-            try:
-                text: str | Exception = self.lm.complete(
-                    p.prompt, max_new_bytes=p.budget, temperature=self.config.temperature,
-                    seed=p.seed, stop=_STOP)
-            except (SelfprogError, RuntimeError, ValueError) as exc:  # CodeLMError, torch errors
-                text = exc
-            out[id(p)] = (text, time.monotonic() - started)
-        return out
+        """Each plan's sample (or the error that stopped it) and the seconds the batch took:
+        one ``complete_many`` call (one container, when sandboxed) for the whole batch. An error
+        of the batch as a whole is every plan's error: it becomes their rejections."""
+        if not plans:
+            return {}
+        requests = [CompletionRequest(p.prompt, p.budget, self.config.temperature, p.seed, _STOP)
+                    for p in plans]
+        started = time.monotonic()
+        texts: list[str | Exception]
+        try:
+            texts = list(self.lm.complete_many(requests))
+        except SelfprogError as exc:  # CodeLMError: the engine, the deadline, a crash
+            texts = [exc] * len(plans)
+        took = time.monotonic() - started
+        return {id(p): (t, took) for p, t in zip(plans, texts, strict=True)}
 
     def _finish(self, plan: _Plan, sampled: tuple[str | Exception, float],
                 seed_files: dict[str, str], editable: tuple[str, ...], seen: set[str]) -> Proposal:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import ConfigError
 from orchestrator.generators import GeneratorConfig, choose, make_generator
+from orchestrator.generators.auto import BUILDERS, preview, propose_config
+from orchestrator.generators.config import BACKENDS
 
 
 def _config(**data) -> GeneratorConfig:
@@ -20,13 +25,19 @@ def test_auto_prefers_a_configured_endpoint():
                       "configured")
 
 
+def _logged(caplog) -> list[str]:
+    """What the factory logged at INFO."""
+    return [r.getMessage() for r in caplog.records
+            if r.name == "orchestrator.generators.auto" and r.levelno == logging.INFO]
+
+
 @pytest.mark.slow
-def test_auto_takes_hf_when_its_model_loads(tiny_lm):
-    lines: list[str] = []
-    gen = make_generator(_config(hf={"model": str(tiny_lm)}), say=lines.append)
+def test_auto_takes_hf_when_its_model_loads(tiny_lm, caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator.generators.auto")
+    gen = make_generator(_config(hf={"model": str(tiny_lm)}))
     assert gen.name == "hf"
-    assert lines == [f"generator: hf ({tiny_lm} on cpu): no openai endpoint is configured "
-                     "and the model loaded"]
+    assert _logged(caplog) == [f"generator: hf ({tiny_lm} on cpu): no openai endpoint is "
+                               "configured and the model loaded"]
 
 
 def test_auto_falls_back_to_mutate_and_says_why(tmp_path):
@@ -70,3 +81,44 @@ def test_every_config_field_is_documented():
             assert field.description, f"{model.__name__}.{name} has no docstring"
             if isinstance(field.default, BaseModel):
                 models.append(type(field.default))
+
+
+def test_one_list_of_backends_and_the_factory_builds_each_but_auto():
+    assert BACKENDS == ("auto", "hf", "openai", "self", "mutate")
+    assert set(BUILDERS) == set(BACKENDS) - {"auto"}
+
+
+def test_propose_puts_the_model_in_the_chosen_backends_own_section():
+    assert propose_config("self", "runs/x/artifacts", None).codelm.model == "runs/x/artifacts"
+    both = propose_config("openai", "qwen", "http://127.0.0.1:9/v1")
+    assert (both.backend, both.openai.model, both.openai.base_url) == (
+        "openai", "qwen", "http://127.0.0.1:9/v1")
+    for backend in ("hf", "auto", "mutate"):  # auto tries hf after an endpoint
+        config = propose_config(backend, "gpt2", None)
+        assert config.backend == backend and config.hf.model == "gpt2"
+    plain = propose_config("auto", None, "http://127.0.0.1:9/v1")
+    assert plain.openai.base_url == "http://127.0.0.1:9/v1" and plain.hf.model is None
+
+
+def test_propose_refuses_an_unknown_backend_naming_every_backend():
+    with pytest.raises(ConfigError, match="'gpt' is not one of auto, hf, openai, self, mutate"):
+        propose_config("gpt", None, None)
+
+
+def test_the_factory_logs_its_choice_and_why_at_info(caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator.generators.auto")
+    make_generator(_config(backend="mutate"))
+    assert _logged(caplog) == ["generator: mutate (no model), as configured"]
+
+
+TOY = Path(__file__).parent / "fixtures" / "toy"
+
+
+def test_preview_proposes_from_the_shipped_source_and_logs_the_choice(caplog):
+    caplog.set_level(logging.INFO, logger="orchestrator.generators.auto")
+    proposals = preview(TOY, _config(backend="mutate"), n=2, seed=1)
+    assert len(proposals) == 2 and all(p.valid and p.parent_id == "seed" for p in proposals)
+    assert all(p.diff_parent == p.diff_seed != "" for p in proposals)
+    assert _logged(caplog) == ["generator: mutate (no model), as configured"]
+    written = preview(TOY, _config(backend="mutate"), n=1, seed=1, from_spec=True)
+    assert written[0].parent_id is None

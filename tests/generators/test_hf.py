@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.generators.base import GenerationRequest, Parent
+from orchestrator.generators.base import GenerationRequest, Parent, Reason
 from orchestrator.generators.config import GeneratorConfig, HFConfig
-from orchestrator.generators.reasons import Reason
 from orchestrator.program import Program
 
 pytestmark = pytest.mark.slow

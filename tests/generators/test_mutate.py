@@ -108,3 +108,12 @@ def test_new_literal_keeps_the_line_and_its_notation(line, value, want):
     (setting,) = find_settings("t.py", line + "\n")
     literal = render(setting, value)
     assert line[: setting.start] + literal + line[setting.end :] == want
+
+
+def test_a_numeric_range_on_a_string_is_no_setting_and_cannot_crash_mutate(single):
+    text = 'MODE = "fast"  # search: log[1e-4, 1e-2]\nLR = 1e-3  # search: log[1e-4, 1e-2]\n'
+    assert [s.name for s in find_settings("train.py", text)] == ["LR"]
+    proposals = MutateGenerator().propose(
+        GenerationRequest(single, (Parent("p", {"train.py": text}),), n=20, seed=0))
+    assert all(p.valid for p in proposals)
+    assert all('MODE = "fast"' in p.files["train.py"] for p in proposals)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.generators.base import Failure, GenerationRequest, Parent
+from orchestrator.generators.base import Failure, GenerationRequest, Parent, Reason, Rejected
 from orchestrator.generators.config import PromptConfig
 from orchestrator.generators.prompt import build_prompt
-from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.program import Program
 
 ROOT = Path(__file__).resolve().parents[2]

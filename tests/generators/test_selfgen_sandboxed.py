@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from orchestrator.containers.sampler import ContainerCompleter, Prompt
-from orchestrator.generators.base import GenerationRequest, Parent
+from orchestrator.errors import CodeLMError
+from orchestrator.generators.base import GenerationRequest, Parent, Reason
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
-from orchestrator.generators.inprocess import CodeLMError, ExportedCodeLM, export_tiny
-from orchestrator.generators.reasons import Reason
+from orchestrator.generators.inprocess import InProcessCompleter
 from orchestrator.generators.selfgen import SelfGenerator
+from orchestrator.generators.testing import export_tiny
 from orchestrator.program import Program
 from sandbox.codelm import SampleError, parse_meta
 
@@ -75,7 +76,7 @@ def tiny(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_container_samples_the_same_text_as_in_process(docker_client, runtime_image, tiny):
     lm = ContainerCompleter(tiny, client=docker_client, image=runtime_image, timeout_s=120)
-    local = ExportedCodeLM.load(tiny, device="cpu")
+    local = InProcessCompleter.load(tiny, device="cpu")
     prompts = [Prompt("def add(a, b):\n", 40, 1.0, 7), Prompt("x = " * 20 + "é", 30, 0.8, 2,
                                                            "\n")]
     texts = lm.complete_many(prompts)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from orchestrator.generators.inprocess import ExportedCodeLM
+from orchestrator.generators.inprocess import InProcessCompleter
 from tests.programs.test_codelm_program import CODELM, bare
 
 pytestmark = [
@@ -28,6 +28,6 @@ def test_codelm_trains_on_cuda_is_scored_and_samples_there(tmp_path):
     assert rc == 0, err[-2000:]
     metrics = next(m for m in msgs if m["type"] == "result")["metrics"]
     assert 0 < metrics["val_bpb"] < 8, json.dumps(metrics)
-    lm = ExportedCodeLM.load(tmp_path)
+    lm = InProcessCompleter.load(tmp_path)
     assert lm.device == "cuda"
     assert len(lm.complete("def test_", max_new_bytes=48, seed=0)) > 0

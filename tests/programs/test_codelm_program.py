@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.generators.inprocess import ExportedCodeLM, export_tiny
+from orchestrator.generators.inprocess import InProcessCompleter
 from orchestrator.generators.searchspace import find_settings
+from orchestrator.generators.testing import export_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 CODELM = ROOT / "programs" / "codelm"
@@ -61,7 +62,7 @@ def test_evaluator_scores_held_out_bits_per_byte_and_the_model_samples(trained):
     metrics = [m for m in msgs if m["type"] == "result"][0]["metrics"]
     assert 1.0 < metrics["val_bpb"] < 8.0  # 8 bits per byte is a uniform guess
     assert 0.0 <= metrics["line_prefix_acc"] <= 1.0 and metrics["params"] > 1000
-    text = ExportedCodeLM.load(out).complete("import os\n", 50, seed=0)
+    text = InProcessCompleter.load(out).complete("import os\n", 50, seed=0)
     assert len(text) > 10
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from orchestrator.generators.base import Reason, Rejected
 from orchestrator.generators.edits.parse import Block, ParsedEdits, Rewrite
-from orchestrator.generators.reasons import Reason, Rejected
 
 
 def apply_edits(

@@ -154,7 +154,9 @@ def _parse_blocks(lines: list[str], editable: tuple[str, ...], parsed: ParsedEdi
             continue
         path = _header_path(lines, i, editable) or path
         opened_in_fence = in_fence
-        search, replace, part, j = [], [], "search", i + 1
+        search: list[str] = []
+        replace: list[str] = []
+        part, j = "search", i + 1
         end = None
         while j < len(lines):
             cur = lines[j]

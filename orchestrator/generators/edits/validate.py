@@ -10,12 +10,11 @@ from __future__ import annotations
 import ast
 from collections.abc import Set
 
-from orchestrator.generators.base import GenerationCall, Proposal
+from orchestrator.generators.base import GenerationCall, Proposal, Reason, Rejected
 from orchestrator.generators.config import ValidationConfig
 from orchestrator.generators.edits.apply import apply_edits
 from orchestrator.generators.edits.diffs import unified_diff
 from orchestrator.generators.edits.parse import parse_edits
-from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.program import variant_hash
 
 _SLACK_BYTES = 2048

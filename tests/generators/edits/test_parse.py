@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.generators.base import Rejected
 from orchestrator.generators.edits.apply import apply_block
 from orchestrator.generators.edits.parse import Block, parse_edits
 from orchestrator.generators.edits.validate import proposal_from_answer
-from orchestrator.generators.reasons import Rejected
 
 CORPUS = Path(__file__).parents[1] / "corpus"
 EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text())

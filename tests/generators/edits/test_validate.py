@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.generators.base import Reason, Rejected
 from orchestrator.generators.config import ValidationConfig
 from orchestrator.generators.edits.validate import check_files, proposal_from_answer
-from orchestrator.generators.reasons import Reason, Rejected
 from orchestrator.program import variant_hash
 
 EDIT = ("train.py\n<<<<<<< SEARCH\nN_LAYER = 2  # search: int[1, 6]\n=======\n{new}\n"
