@@ -22,7 +22,7 @@ from docker.types import Mount
 from orchestrator.containers import hardening as hard
 from orchestrator.containers.engine import gpu_runtime
 from orchestrator.containers.images import Flavour, ensure_runtime
-from orchestrator.containers.stage import StageOutcome, StageSpec, run_stage
+from orchestrator.containers.stage import Stage, StageOutcome, StageSpec, run_stage
 from orchestrator.containers.sweep import claimable
 from orchestrator.containers.variant_image import ImageCache
 from orchestrator.errors import ConfigError, GpuUnavailableError, ImageError, InfraError
@@ -181,7 +181,7 @@ class DockerRunner:
                               "give this one another", variant_id=variant_id)
         self.client.api.remove_volume(name, force=True)
 
-    def _spec(self, request: RunRequest, stage: str, image: str, gpu_ids: tuple[int, ...],
+    def _spec(self, request: RunRequest, stage: Stage, image: str, gpu_ids: tuple[int, ...],
               attempt: int, volume, artifacts: Path) -> StageSpec:
         program = request.variant.program
         res = program.manifest.resources

@@ -12,9 +12,10 @@ from types import SimpleNamespace
 import pytest
 from docker.errors import APIError
 
+from orchestrator.containers.container import ContainerSpec, remove
 from orchestrator.containers.hardening import LABEL_OWNER, LABEL_RUN
 from orchestrator.containers.sweep import sweep
-from orchestrator.errors import EngineError
+from orchestrator.errors import EngineError, InfraError
 
 IN_PROGRESS = "removal of container selfprog-x is already in progress"
 
@@ -63,3 +64,21 @@ def test_a_sweep_still_fails_on_a_conflict_that_is_no_removal_in_progress():
     api = FakeAPI(None, conflict("remove selfprog-x-out: volume is in use"))
     with pytest.raises(EngineError, match="volume is in use"):
         sweep(SimpleNamespace(api=api), run_id="race")
+
+
+def test_a_stage_container_being_removed_elsewhere_is_not_an_infra_error():
+    api = FakeAPI(conflict(IN_PROGRESS))
+    spec = ContainerSpec(what="the train stage", image="", name="selfprog-x", labels={},
+                         create={}, command=[], timeout_s=1, grace_s=1, variant_id="v-race")
+    remove(api, "c1", spec)
+    assert api.calls == ["c1"], "gone on the first answer: no retries"
+
+
+def test_a_container_that_cannot_be_removed_is_an_infra_error_after_three_tries(monkeypatch):
+    monkeypatch.setattr("orchestrator.containers.container.time.sleep", lambda _s: None)
+    api = FakeAPI(api_error(500, "Internal Server Error", "driver failed"))
+    spec = ContainerSpec(what="the train stage", image="", name="selfprog-x", labels={},
+                         create={}, command=[], timeout_s=1, grace_s=1, variant_id="v-race")
+    with pytest.raises(InfraError, match="cannot remove container selfprog-x") as caught:
+        remove(api, "c1", spec)
+    assert caught.value.variant_id == "v-race" and api.calls == ["c1"] * 3
