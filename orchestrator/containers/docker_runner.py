@@ -105,7 +105,7 @@ class DockerRunner:
     def _runtime_tag(self, flavour: Flavour) -> str:
         with self._lock:
             if flavour not in self.runtime:
-                self.runtime[flavour] = ensure_runtime(self.client, flavour, log=lambda _m: None)
+                self.runtime[flavour] = ensure_runtime(self.client, flavour)
             return self.runtime[flavour]
 
     def _attempt(self, request: RunRequest, gpu_ids: tuple[int, ...],

@@ -155,7 +155,7 @@ class ContainerCompleter:
         try:
             client = self._client = self._client or docker.from_env(timeout=60)
             if self._image is None:
-                self._image = ensure_runtime(client, "cpu", log=lambda _m: None)
+                self._image = ensure_runtime(client, "cpu")
             container = self._create(client.api, request)
             client.api.start(container)
             try:
