@@ -40,6 +40,7 @@ class ContainerSpec:
     what: str
     """What the container is, for messages: "the train stage", "the sampling container"."""
     image: str
+    """The image to run: a variant's thin image, or the runtime image."""
     name: str
     """Its name; one already taken is reclaimed if ours or a dead orchestrator's, else refused."""
     labels: dict[str, str]
@@ -47,6 +48,7 @@ class ContainerSpec:
     create: dict[str, Any]
     """Hardened keyword arguments for ``create_container`` (``hardening.create_kwargs``)."""
     command: list[str]
+    """Arguments to the entrypoint."""
     timeout_s: float
     """Wall-clock seconds from start to SIGTERM."""
     grace_s: float
@@ -58,6 +60,7 @@ class ContainerSpec:
     variant_id: str | None = None
     """Carried by every error, with ``log``."""
     log: Path | None = None
+    """The log of whatever runs in it (a stage's), named by every error."""
 
 
 class Container:
@@ -108,6 +111,7 @@ class Container:
         return self.state()
 
     def stderr_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of its stderr (capped by the engine's log limit)."""
         tail: bytes = self.api.logs(self.id, stdout=False, stderr=True, tail=lines)
         return tail.decode(errors="replace")
 

@@ -50,6 +50,7 @@ class Watchdog:
             timer.daemon = True
 
     def start(self) -> None:
+        """Start the deadline's timers and the cgroup poller (right after the container)."""
         for timer in self.timers:
             timer.start()
         self._poller.start()
