@@ -25,4 +25,4 @@ def runtime_image(docker_client) -> str:
     """The CPU runtime image's tag, built if missing (`make test` builds it beforehand)."""
     from orchestrator.containers.images import ensure_runtime
 
-    return ensure_runtime(docker_client, "cpu", log=lambda _m: None)
+    return ensure_runtime(docker_client, "cpu")

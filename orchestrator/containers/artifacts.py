@@ -86,7 +86,9 @@ def extract(chunks: Iterable[bytes], dest: Path, cap_bytes: int) -> CopyReport:
         with tarfile.open(fileobj=io.BufferedReader(raw), mode="r|") as tar:
             for member in tar:
                 _member(tar, member, dest, cap_bytes, report)
-                tar.members.clear()  # a streaming TarFile keeps every header otherwise
+                # A streaming TarFile keeps every header otherwise (``members`` is a real
+                # attribute that typeshed does not declare).
+                tar.members.clear()  # type: ignore[attr-defined]
     except tarfile.TarError as exc:
         report.problem(f"artifact archive unreadable: {exc}")
     if raw.over:

@@ -22,7 +22,8 @@ def cpu_seconds(container_id: str, root: Path = ROOT) -> float | None:
     v1 = _first([root / d / "docker" / container_id / "cpuacct.usage"
                  for d in ("cpuacct", "cpu,cpuacct")])
     if v1 is not None:
-        return _read_int(v1) / 1e9 if _read_int(v1) is not None else None
+        nanoseconds = _read_int(v1)
+        return nanoseconds / 1e9 if nanoseconds is not None else None
     v2 = _first([root / "system.slice" / f"docker-{container_id}.scope" / "cpu.stat",
                  root / "docker" / container_id / "cpu.stat"])
     if v2 is not None:

@@ -14,15 +14,18 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import docker
+from docker.models.volumes import Volume
 from docker.types import Mount
 
 from orchestrator.containers import hardening as hard
 from orchestrator.containers.engine import gpu_runtime
 from orchestrator.containers.images import Flavour, ensure_runtime
-from orchestrator.containers.stage import StageOutcome, StageSpec, run_stage
+from orchestrator.containers.stage import Stage, StageOutcome, StageSpec, run_stage
 from orchestrator.containers.sweep import claimable
 from orchestrator.containers.variant_image import ImageCache
 from orchestrator.errors import ConfigError, GpuUnavailableError, ImageError, InfraError
@@ -105,7 +108,7 @@ class DockerRunner:
     def _runtime_tag(self, flavour: Flavour) -> str:
         with self._lock:
             if flavour not in self.runtime:
-                self.runtime[flavour] = ensure_runtime(self.client, flavour, log=lambda _m: None)
+                self.runtime[flavour] = ensure_runtime(self.client, flavour)
             return self.runtime[flavour]
 
     def _attempt(self, request: RunRequest, gpu_ids: tuple[int, ...],
@@ -136,11 +139,11 @@ class DockerRunner:
         return record
 
     def _stages(self, request: RunRequest, record: VariantResult, gpu_ids: tuple[int, ...],
-                attempt: int, images: tuple[str, str], events, cleanup: _Background,
+                attempt: int, images: tuple[str, str], events: IO[str], cleanup: _Background,
                 ) -> StageOutcome | None:
         artifacts, folder = request.folder / "artifacts", request.folder
         volume = self._volume(request, attempt)
-        removals: list = []
+        removals: list[Callable[[], None]] = []
         try:
             train = run_stage(self.client, self._spec(request, "train", images[0], gpu_ids,
                                                       attempt, volume, artifacts),
@@ -155,7 +158,7 @@ class DockerRunner:
         return run_stage(self.client, self._spec(request, "eval", images[1], gpu_ids, attempt,
                                                  None, artifacts), folder / "eval.log", events)
 
-    def _volume(self, request: RunRequest, attempt: int):
+    def _volume(self, request: RunRequest, attempt: int) -> Volume:
         name = hard.container_name(request.run_id, request.variant.id, request.seed, "out", attempt)
         size = request.variant.program.manifest.resources.disk_bytes
         try:
@@ -181,8 +184,8 @@ class DockerRunner:
                               "give this one another", variant_id=variant_id)
         self.client.api.remove_volume(name, force=True)
 
-    def _spec(self, request: RunRequest, stage: str, image: str, gpu_ids: tuple[int, ...],
-              attempt: int, volume, artifacts: Path) -> StageSpec:
+    def _spec(self, request: RunRequest, stage: Stage, image: str, gpu_ids: tuple[int, ...],
+              attempt: int, volume: Volume | None, artifacts: Path) -> StageSpec:
         program = request.variant.program
         res = program.manifest.resources
         data = program.manifest.data.train if stage == "train" else program.manifest.data.heldout
@@ -228,7 +231,7 @@ class _Background:
         self.threads: list[threading.Thread] = []
         self.errors: list[InfraError] = []
 
-    def run(self, *tasks) -> None:
+    def run(self, *tasks: Callable[[], None]) -> None:
         def body() -> None:
             try:
                 for task in tasks:
@@ -247,7 +250,8 @@ class _Background:
             raise self.errors[0]
 
 
-def judge(program: Program, evaluation: StageOutcome) -> tuple[Status, str | None, dict]:
+def judge(program: Program, evaluation: StageOutcome,
+          ) -> tuple[Status, str | None, dict[str, float]]:
     """The variant's status and metrics from the EVAL stage alone."""
     stage, metric = evaluation.result, program.manifest.metric.name
     if stage.status is Status.CRASH:
@@ -267,7 +271,7 @@ def _with_problems(outcome: StageOutcome) -> StageResult:
     return outcome.result
 
 
-def _remove_volume(volume, variant_id: str) -> None:
+def _remove_volume(volume: Volume, variant_id: str) -> None:
     try:
         volume.remove(force=True)
     except docker.errors.NotFound:

@@ -1,13 +1,16 @@
 """Finding, and where allowed provisioning, the Docker engine.
 
-``ensure_engine`` never touches an engine that already answers. When none answers and we are root
-on a Debian-family system, it installs the distribution's engine (``docker.io``) and starts
+Library code only ever calls ``connect``, which finds an engine and never starts one.
+Provisioning is a deliberate step of its own, ``ensure_engine`` (``selfprog engine``, ``make
+engine``); it never touches an engine that already answers. When none answers and we are root on
+a Debian-family system, it installs the distribution's engine (``docker.io``) and starts
 ``dockerd`` in the background with its log under the build folder. Anywhere else it stops with a
 message that says exactly what to do.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -20,24 +23,34 @@ from docker.errors import DockerException
 from orchestrator.errors import EngineError
 
 BUILD_DIR = Path(os.environ.get("SELFPROG_BUILD_DIR", "build"))
+log = logging.getLogger(__name__)
 _HOW_TO = (
     "Install Docker Engine (https://docs.docker.com/engine/install/) and start it "
     "(`sudo systemctl start docker`), or point DOCKER_HOST at a running engine, "
     "then run this again."
+)
+_START = (
+    "Run `selfprog engine` (or `make engine`): as root on Debian it installs and starts one; "
+    "elsewhere start Docker yourself or point DOCKER_HOST at a running engine."
 )
 
 
 def connect(timeout: float = 30) -> docker.DockerClient:
     """A client for the engine in the environment (DOCKER_HOST or the local socket).
 
+    Never installs or starts an engine: that is :func:`ensure_engine`'s, run on request.
+
+    Args:
+        timeout: seconds each API call may take.
+
     Raises:
-        EngineError: no engine answers.
+        EngineError: no engine answers; the message says how to get one.
     """
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except DockerException as exc:
-        raise EngineError(f"no Docker engine answers ({_short(exc)}). {_HOW_TO}") from None
+        raise EngineError(f"no Docker engine answers ({_short(exc)}). {_START}") from None
     return client
 
 
@@ -49,8 +62,14 @@ def engine_answers() -> bool:
     return True
 
 
-def ensure_engine(wait_s: float = 90, log=print) -> docker.DockerClient:
+def ensure_engine(wait_s: float = 90) -> docker.DockerClient:
     """Return a client, installing and starting an engine first where we may.
+
+    The only place selfprog provisions an engine (``selfprog engine``, ``make engine``); library
+    calls connect with :func:`connect` and fail when none answers. Progress is logged at INFO.
+
+    Args:
+        wait_s: how long a started ``dockerd`` may take to answer.
 
     Raises:
         EngineError: no engine answers and this host is not one we provision (not root, not
@@ -67,9 +86,9 @@ def ensure_engine(wait_s: float = 90, log=print) -> docker.DockerClient:
     logs = BUILD_DIR / "engine"
     logs.mkdir(parents=True, exist_ok=True)
     if not shutil.which("dockerd"):
-        log("selfprog: installing the Docker engine (apt-get install docker.io) ...")
+        log.info("installing the Docker engine (apt-get install docker.io) ...")
         apt_install(["docker.io"], logs / "apt.log")
-    log(f"selfprog: starting dockerd in the background (log: {logs / 'dockerd.log'}) ...")
+    log.info("starting dockerd in the background (log: %s) ...", logs / "dockerd.log")
     with open(logs / "dockerd.log", "ab") as out:
         subprocess.Popen(
             ["dockerd"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -78,7 +97,7 @@ def ensure_engine(wait_s: float = 90, log=print) -> docker.DockerClient:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if engine_answers():
-            log("selfprog: the Docker engine answers.")
+            log.info("the Docker engine answers.")
             return connect()
         time.sleep(0.5)
     raise EngineError(f"dockerd did not answer within {wait_s:.0f} s; see {logs / 'dockerd.log'}")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,7 @@ SANDBOX = ROOT / "sandbox"
 DEFAULT_BASE = "python:3.11-slim"
 OFFLINE_BASE = "selfprog-base:bookworm"
 Flavour = Literal["cpu", "gpu"]
+log = logging.getLogger(__name__)
 _PLATFORM = ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
              "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
              "--platform", "manylinux2014_x86_64", "--only-binary=:all:"]
@@ -39,10 +41,16 @@ def lock_file(flavour: Flavour) -> Path:
     return IMAGES / f"runtime-{flavour}.lock"
 
 
-def wheelhouse(flavour: Flavour, log: Callable[[str], None] = print) -> Path:
+def wheelhouse(flavour: Flavour) -> Path:
     """Download the flavour's locked packages into ``build/wheelhouse/FLAVOUR`` (once).
 
     A stamp holding the lock's hash marks a complete download, so a second call does nothing.
+
+    Args:
+        flavour: "cpu", or "gpu" (CUDA builds, never the local CPU wheel of torch).
+
+    Returns:
+        The folder holding the wheels and ``requirements.lock``.
 
     Raises:
         ImageError: pip could not download a locked package.
@@ -54,7 +62,7 @@ def wheelhouse(flavour: Flavour, log: Callable[[str], None] = print) -> Path:
     if stamp.is_file() and stamp.read_text() == digest:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    log(f"selfprog: downloading the {flavour} wheelhouse into {folder} ...")
+    log.info("downloading the %s wheelhouse into %s ...", flavour, folder)
     env = dict(os.environ)
     if flavour == "gpu":
         # a local CPU-only find-links must not shadow the CUDA build of torch
@@ -69,8 +77,12 @@ def wheelhouse(flavour: Flavour, log: Callable[[str], None] = print) -> Path:
     return folder
 
 
-def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], None] = print) -> str:
+def ensure_base(client: docker.DockerClient, base: str) -> str:
     """Make ``base`` available locally: present, pulled, or (for the default) built offline.
+
+    Args:
+        client: a connected client.
+        base: the image to build the runtime FROM.
 
     Returns:
         The reference to build FROM: ``base`` itself, or the offline Debian base when the default
@@ -86,22 +98,27 @@ def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], Non
         # `docker pull python:3.11-slim` by hand makes the first branch take it again.
         return OFFLINE_BASE
     try:
-        log(f"selfprog: pulling {base} ...")
+        log.info("pulling %s ...", base)
         client.images.pull(base)
         return base
     except DockerException as exc:
         if base != DEFAULT_BASE:
             raise ImageError(f"cannot pull base image {base}: {_first_line(exc)}") from None
-        log(f"selfprog: cannot pull {base} ({_first_line(exc)}); "
-            f"using a base built from Debian's packages instead ({OFFLINE_BASE}).")
+        log.info("cannot pull %s (%s); using a base built from Debian's packages instead (%s).",
+                 base, _first_line(exc), OFFLINE_BASE)
     if _exists(client, OFFLINE_BASE):
         return OFFLINE_BASE
-    build_offline_base(log)
+    build_offline_base()
     return OFFLINE_BASE
 
 
-def build_offline_base(log: Callable[[str], None] = print) -> None:
-    """debootstrap a bookworm base with Python 3.11 and import it as ``OFFLINE_BASE``."""
+def build_offline_base() -> None:
+    """debootstrap a bookworm base with Python 3.11 and import it as ``OFFLINE_BASE``.
+
+    Raises:
+        ImageError: debootstrap is missing and cannot be installed, or the build failed.
+        EngineError: installing debootstrap failed.
+    """
     logs = BUILD_DIR / "images"
     logs.mkdir(parents=True, exist_ok=True)
     if subprocess.run(["which", "debootstrap"], capture_output=True, check=False).returncode:
@@ -109,8 +126,8 @@ def build_offline_base(log: Callable[[str], None] = print) -> None:
             raise ImageError("no base image can be pulled and debootstrap is missing: "
                              "install debootstrap (as root) or set BASE_IMAGE to a local image")
         apt_install(["debootstrap"], logs / "apt.log")
-    log(f"selfprog: building {OFFLINE_BASE} with debootstrap (about a minute; log: "
-        f"{logs / 'base.log'}) ...")
+    log.info("building %s with debootstrap (about a minute; log: %s) ...", OFFLINE_BASE,
+             logs / "base.log")
     with open(logs / "base.log", "ab") as out:
         done = subprocess.run([str(IMAGES / "build-base.sh"), OFFLINE_BASE], stdout=out,
                               stderr=subprocess.STDOUT, check=False)
@@ -131,19 +148,27 @@ def ensure_runtime(
     client: docker.DockerClient,
     flavour: Flavour = "cpu",
     base: str | None = None,
-    log: Callable[[str], None] = print,
 ) -> str:
     """Build the runtime image unless an identical one exists; return its tag.
+
+    Args:
+        client: a connected client (see ``engine.connect``; no engine is started here).
+        flavour: "cpu", or "gpu" for the CUDA build of torch.
+        base: the image to build FROM; default ``$BASE_IMAGE``, else ``python:3.11-slim``
+            (or, where that cannot be pulled, a Debian base built offline).
+
+    Returns:
+        The runtime image's content tag, ``selfprog-runtime:FLAVOUR-HASH``.
 
     Raises:
         ImageError: the base, the wheelhouse or the build failed (with the build's last lines).
     """
-    base = ensure_base(client, base or os.environ.get("BASE_IMAGE") or DEFAULT_BASE, log)
+    base = ensure_base(client, base or os.environ.get("BASE_IMAGE") or DEFAULT_BASE)
     tag = runtime_tag(client, flavour, base)
     if _exists(client, tag):
         return tag
-    wheels = wheelhouse(flavour, log)
-    log(f"selfprog: building {tag} from {base} ...")
+    wheels = wheelhouse(flavour)
+    log.info("building %s from %s ...", tag, base)
     context = _context(wheels)
     try:
         client.images.build(fileobj=context, custom_context=True, dockerfile="runtime.Dockerfile",
@@ -155,7 +180,7 @@ def ensure_runtime(
     except APIError as exc:
         raise ImageError(f"building {tag} failed: {_first_line(exc)}") from None
     client.images.get(tag).tag("selfprog-runtime", flavour)
-    log(f"selfprog: built {tag}")
+    log.info("built %s", tag)
     return tag
 
 

@@ -7,10 +7,12 @@ parsed, file sizes, no links) and never loads the model. Sampling runs ``python 
 in the runtime image with the settings of :mod:`.hardening` (no network, read-only
 root, every capability dropped, user 10001, limits on memory, processes and CPU), the model folder
 bind-mounted read-only and nothing else, a wall-clock deadline the host enforces by killing the
-container, output read up to a cap, and the container removed whatever happened.
+container, output read up to a cap, and the container removed whatever happened: the lifecycle
+of ``container.hardened``, the same as a stage's.
 
-    lm = ContainerCompleter(Path("runs/.../artifacts"), timeout_s=120)
-    texts = lm.complete_many([Prompt("def f():\\n", 200, seed=1), Prompt("x = ", 50)])
+    lm = SandboxedCompleter(Path("runs/.../artifacts"), timeout_s=120)
+    texts = lm.complete_many([CompletionRequest("def f():\\n", 200, seed=1),
+                              CompletionRequest("x = ", 50)])
 """
 
 from __future__ import annotations
@@ -19,20 +21,21 @@ import json
 import os
 import stat
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import docker
-import requests
-from docker.errors import DockerException, NotFound
 from docker.types import Mount
 
+from orchestrator.completer import CompletionRequest
 from orchestrator.containers import hardening as hard
+from orchestrator.containers.container import ContainerSpec, hardened
+from orchestrator.containers.engine import connect
 from orchestrator.containers.images import ensure_runtime
-from orchestrator.generators.inprocess import META_FILE, MODEL_FILE, CodeLMError
+from orchestrator.errors import CodeLMError, EngineError
 from orchestrator.program import ResourcesSection
-from sandbox.codelm import SampleError, parse_meta
+from sandbox.codelm import META_FILE, MODEL_FILE, SampleError, parse_meta
 
 MOUNT = "/model"
 ENTRYPOINT = ["/opt/venv/bin/python", "-m", "sandbox.codelm"]
@@ -40,18 +43,9 @@ MAX_META_BYTES = 64 * 1024
 MAX_MODEL_BYTES = 1024**3
 MAX_REQUEST_BYTES = 96 * 1024
 """The request travels in an environment variable (one string must stay under 128 KiB)."""
+GRACE_S = 1.0
+"""Seconds between SIGTERM and SIGKILL at the deadline: sampling has nothing to save."""
 _STDERR_TAIL = 1500
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One completion to sample: the arguments of ``complete``."""
-
-    prompt: str
-    max_new_bytes: int
-    temperature: float = 0.8
-    seed: int = 0
-    stop: str | None = None
 
 
 def check_folder(folder: Path) -> int:
@@ -80,9 +74,9 @@ def check_folder(folder: Path) -> int:
         raise CodeLMError(str(exc)) from None
 
 
-class ContainerCompleter:
-    """A completer (``orchestrator.generators.selfgen.Completer``) that never runs the model on
-    the host: each call, or each batch, is one hardened container."""
+class SandboxedCompleter:
+    """The default :class:`orchestrator.completer.Completer`: it never runs the model on the host;
+    each batch of requests is one hardened container."""
 
     def __init__(self, folder: str | Path, *, timeout_s: float = 300.0, memory: str = "2g",
                  cpus: float = 1.0, client: docker.DockerClient | None = None,
@@ -93,7 +87,8 @@ class ContainerCompleter:
             timeout_s: wall-clock deadline of one container (start to exit); then it is killed.
             memory: the container's memory limit (swap off).
             cpus: CPU cores the container may use.
-            client: an engine client; connected on first use when not given.
+            client: an engine client; connected on first use when not given (an engine must
+                answer: none is installed or started here).
             image: the runtime image's tag; ``ensure_runtime(client, "cpu")`` when not given.
 
         Raises:
@@ -109,38 +104,39 @@ class ContainerCompleter:
 
     def complete(self, prompt: str, max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
                  stop: str | None = None) -> str:
-        """One completion, as ``ExportedCodeLM.complete``.
+        """One completion (without its prompt).
 
         Raises:
             CodeLMError: the container failed, timed out, or the model failed on this prompt.
         """
-        (out,) = self.complete_many([Prompt(prompt, max_new_bytes, temperature, seed, stop)])
+        (out,) = self.complete_many(
+            [CompletionRequest(prompt, max_new_bytes, temperature, seed, stop)])
         if isinstance(out, CodeLMError):
             raise out
         return out
 
-    def complete_many(self, prompts: list[Prompt]) -> list[str | CodeLMError]:
-        """Sample every prompt in one container; a prompt the model failed on gives its error.
+    def complete_many(self, requests: list[CompletionRequest]) -> list[str | CodeLMError]:
+        """Sample every request in one container; a request the model failed on gives its error.
 
         Raises:
             CodeLMError: the batch as a whole failed (engine, deadline, crash, bad output).
         """
-        request = json.dumps({"prompts": [asdict(p) for p in prompts]})
-        if len(request.encode()) > MAX_REQUEST_BYTES and len(prompts) > 1:
-            half = len(prompts) // 2
-            return self.complete_many(prompts[:half]) + self.complete_many(prompts[half:])
+        request = json.dumps({"prompts": [asdict(r) for r in requests]})
+        if len(request.encode()) > MAX_REQUEST_BYTES and len(requests) > 1:
+            half = len(requests) // 2
+            return self.complete_many(requests[:half]) + self.complete_many(requests[half:])
         if len(request.encode()) > MAX_REQUEST_BYTES:
             raise CodeLMError(f"a prompt of {len(request.encode())} bytes is over the "
                               f"{MAX_REQUEST_BYTES}-byte request cap")
-        cap = 64 * 1024 + sum(16 * p.max_new_bytes for p in prompts)
+        cap = 64 * 1024 + sum(16 * r.max_new_bytes for r in requests)
         stdout = self._run(request, cap)
         try:
-            answer = json.loads(stdout)
-            completions = answer["completions"]
-            assert isinstance(completions, list) and len(completions) == len(prompts)
-        except (json.JSONDecodeError, KeyError, TypeError, AssertionError):
+            completions = json.loads(stdout)["completions"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            completions = None
+        if not isinstance(completions, list) or len(completions) != len(requests):
             raise CodeLMError(f"{self.folder}: the sampling container answered no valid JSON: "
-                              f"{stdout[:200]!r}") from None
+                              f"{stdout[:200]!r}")
         return [self._completion(c) for c in completions]
 
     def _completion(self, entry: Any) -> str | CodeLMError:
@@ -151,66 +147,43 @@ class ContainerCompleter:
         return CodeLMError(f"{self.folder}: a malformed completion {str(entry)[:200]!r}")
 
     def _run(self, request: str, cap: int) -> str:
-        container = None
+        """The container's stdout; every failure, the engine's included, is a ``CodeLMError``."""
         try:
-            client = self._client = self._client or docker.from_env(timeout=60)
-            if self._image is None:
-                self._image = ensure_runtime(client, "cpu", log=lambda _m: None)
-            container = self._create(client.api, request)
-            client.api.start(container)
-            try:
-                state = client.api.wait(container, timeout=self.timeout_s)
-            except requests.exceptions.RequestException:
-                client.api.kill(container)
-                raise CodeLMError(f"{self.folder}: sampling ran past its {self.timeout_s:g} s "
-                                  "deadline and was killed") from None
-            stdout = _read(client.api.logs(container, stdout=True, stderr=False, stream=True),
-                           cap)
-            if state.get("StatusCode") != 0:
-                oom = client.api.inspect_container(container)["State"].get("OOMKilled")
-                why = "hit its memory limit" if oom else f"exited {state.get('StatusCode')}"
-                err = client.api.logs(container, stdout=False, stderr=True, tail=20)
-                raise CodeLMError(f"{self.folder}: the sampling container {why}: "
-                                  f"{err.decode(errors='replace')[-_STDERR_TAIL:]}")
-            return stdout
-        except (DockerException, requests.exceptions.RequestException) as exc:
-            raise CodeLMError(f"{self.folder}: the engine failed while sampling: {exc}") from None
-        finally:
-            if container is not None:
-                _remove(self._client, container)
+            client = self._client = self._client or connect(timeout=60)
+            image = self._image = self._image or ensure_runtime(client, "cpu")
+            with hardened(client.api, self._spec(image, request)) as box:
+                out = bytearray()
 
-    def _create(self, api: Any, request: str) -> str:
+                def gather(chunk: bytes) -> bool:
+                    out.extend(chunk)
+                    return len(out) > cap  # stop reading: the answer is lost anyway
+
+                box.start()
+                if box.read(gather):
+                    raise CodeLMError(f"{self.folder}: the sampling container wrote more than "
+                                      f"{cap} bytes")
+                state = box.exit_state()
+                if box.watchdog.fired:
+                    raise CodeLMError(f"{self.folder}: sampling ran past its {self.timeout_s:g} s "
+                                      "deadline and was killed")
+                if state.get("ExitCode") != 0:
+                    why = ("hit its memory limit" if state.get("OOMKilled")
+                           else f"exited {state.get('ExitCode')}")
+                    raise CodeLMError(f"{self.folder}: the sampling container {why}: "
+                                      f"{box.stderr_tail(20)[-_STDERR_TAIL:]}")
+        except EngineError as exc:  # InfraError, ImageError, no engine: the batch failed
+            raise CodeLMError(f"{self.folder}: {exc}") from None
+        return out.decode(errors="replace")
+
+    def _spec(self, image: str, request: str) -> ContainerSpec:
         env = {"SELFPROG_CODELM_REQUEST": request, "SELFPROG_CODELM_MODEL": MOUNT,
                "OMP_NUM_THREADS": str(max(1, int(self.cpus)))}
         mounts = [Mount(MOUNT, str(self.folder), type="bind", read_only=True)]
         small = hard.Hardening(tmp_bytes=64 * 1024**2, shm_bytes=64 * 1024**2)
-        kwargs = hard.create_kwargs(self.resources, small, cpus=self.cpus, env=env, mounts=mounts)
-        host = api.create_host_config(**kwargs.pop("host_config"))
-        name = f"selfprog-codelm-{os.getpid()}-{uuid.uuid4().hex[:10]}"
-        return api.create_container(self._image, entrypoint=ENTRYPOINT, command=[], name=name,
-                                    labels=hard.labels("", "codelm", "sample"), host_config=host,
-                                    **kwargs)["Id"]
-
-
-def _read(chunks: Any, cap: int) -> str:
-    out = bytearray()
-    try:
-        for chunk in chunks:
-            out += chunk
-            if len(out) > cap:
-                raise CodeLMError(f"the sampling container wrote more than {cap} bytes")
-    finally:
-        chunks.close()
-    return out.decode(errors="replace")
-
-
-def _remove(client: docker.DockerClient | None, container: str) -> None:
-    if client is None:
-        return
-    try:
-        client.api.remove_container(container, force=True)
-    except NotFound:
-        return
-    except DockerException as exc:
-        raise CodeLMError(f"cannot remove the sampling container {container[:12]}: {exc}") \
-            from None
+        return ContainerSpec(
+            what="the sampling container", image=image,
+            name=f"selfprog-codelm-{os.getpid()}-{uuid.uuid4().hex[:10]}",
+            labels=hard.labels("", "codelm", "sample"),
+            create=hard.create_kwargs(self.resources, small, cpus=self.cpus, env=env,
+                                      mounts=mounts),
+            entrypoint=ENTRYPOINT, command=[], timeout_s=self.timeout_s, grace_s=GRACE_S)

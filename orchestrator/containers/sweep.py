@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 import docker
-from docker.errors import DockerException, NotFound
+from docker.errors import APIError, DockerException, NotFound
 
 from orchestrator.containers.hardening import LABEL_OWNER, LABEL_RUN, owner_label, process_start
 from orchestrator.errors import EngineError
@@ -51,25 +52,35 @@ def sweep(client: docker.DockerClient, run_id: str | None = None) -> list[str]:
             return True
         return not owner_alive(labels.get(LABEL_OWNER, ""))
 
-    removed = []
+    removed: list[str] = []
     try:
         for info in client.api.containers(all=True, filters={"label": LABEL_OWNER}):
             if stale(info.get("Labels") or {}):
-                _quietly_gone(lambda i=info: client.api.remove_container(i["Id"], force=True))
+                _quietly_gone(client.api.remove_container, info["Id"])
                 removed.append(info["Names"][0].lstrip("/") if info.get("Names") else info["Id"])
         volumes = client.api.volumes(filters={"label": LABEL_OWNER}).get("Volumes") or []
         for info in volumes:
             if stale(info.get("Labels") or {}):
-                _quietly_gone(lambda i=info: client.api.remove_volume(i["Name"], force=True))
+                _quietly_gone(client.api.remove_volume, info["Name"])
                 removed.append(info["Name"])
     except DockerException as exc:
         raise EngineError(f"sweeping leftover containers failed: {exc}") from None
     return removed
 
 
-def _quietly_gone(remove) -> None:
-    """Run a removal; one that finds the object already gone has nothing left to do."""
+def gone(exc: Exception) -> bool:
+    """Whether a removal's error says the object is gone already, or going: another process
+    (a second sweep, the orchestrator that made it) is removing it at this moment."""
+    if isinstance(exc, NotFound):
+        return True
+    return (isinstance(exc, APIError) and exc.status_code == 409
+            and "already in progress" in str(exc.explanation or ""))
+
+
+def _quietly_gone(remove: Callable[..., object], ref: str) -> None:
+    """Remove ``ref`` by force; one already gone (or going) has nothing left to do."""
     try:
-        remove()
-    except NotFound:
-        return
+        remove(ref, force=True)
+    except APIError as exc:
+        if not gone(exc):
+            raise

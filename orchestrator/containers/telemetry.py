@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import IO
 
 from sandbox.limits import MAX_LINE_BYTES, MAX_LOG_LINES, MAX_MESSAGES, MAX_STAGE_OUTPUT_BYTES
-from sandbox.protocol import Artifact, Exit, Hello, Log, Progress, ProtocolError, Result, parse_line
+from sandbox.protocol import (
+    Artifact,
+    Exit,
+    Hello,
+    Log,
+    Message,
+    Progress,
+    ProtocolError,
+    Result,
+    parse_line,
+)
 
 MAX_VIOLATIONS = 20
 """Violations kept word for word per stage; the rest are only counted."""
@@ -109,7 +119,7 @@ class StageStream:
             return
         self.accept(message)
 
-    def accept(self, message: object) -> None:
+    def accept(self, message: Message) -> None:
         if isinstance(message, Log):
             self.log.write(f"[{message.stream}] {message.text}\n")
             return

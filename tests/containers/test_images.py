@@ -15,7 +15,7 @@ pytestmark = pytest.mark.docker
 def test_an_unchanged_image_is_found_not_rebuilt(docker_client, runtime_image):
     before = docker_client.images.get(runtime_image).id
     started = time.monotonic()
-    again = images.ensure_runtime(docker_client, "cpu", log=lambda _m: None)
+    again = images.ensure_runtime(docker_client, "cpu")
     assert again == runtime_image
     assert docker_client.images.get(again).id == before
     assert time.monotonic() - started < 5
@@ -29,7 +29,7 @@ def test_the_tag_follows_the_sandbox_sources(docker_client, runtime_image, tmp_p
     monkeypatch.setattr(images, "ROOT", tmp_path)
     monkeypatch.setattr(images, "SANDBOX", tmp_path / "sandbox")
     monkeypatch.setattr(images, "IMAGES", tmp_path / "images")
-    base = images.ensure_base(docker_client, images.DEFAULT_BASE, log=lambda _m: None)
+    base = images.ensure_base(docker_client, images.DEFAULT_BASE)
     assert images.runtime_tag(docker_client, "cpu", base) == runtime_image
     report = tmp_path / "sandbox" / "report.py"
     report.write_text(report.read_text() + "\n# changed\n")

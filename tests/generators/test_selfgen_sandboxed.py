@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from orchestrator.containers.sampler import ContainerCompleter, Prompt
+from orchestrator.completer import CompletionRequest
+from orchestrator.containers.sampler import SandboxedCompleter
 from orchestrator.errors import CodeLMError
+from orchestrator.generators.auto import make_generator
 from orchestrator.generators.base import GenerationRequest, Parent, Reason
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 from orchestrator.generators.inprocess import InProcessCompleter
@@ -75,10 +78,10 @@ def tiny(tmp_path_factory) -> Path:
 @pytest.mark.docker
 @pytest.mark.slow
 def test_container_samples_the_same_text_as_in_process(docker_client, runtime_image, tiny):
-    lm = ContainerCompleter(tiny, client=docker_client, image=runtime_image, timeout_s=120)
+    lm = SandboxedCompleter(tiny, client=docker_client, image=runtime_image, timeout_s=120)
     local = InProcessCompleter.load(tiny, device="cpu")
-    prompts = [Prompt("def add(a, b):\n", 40, 1.0, 7), Prompt("x = " * 20 + "é", 30, 0.8, 2,
-                                                           "\n")]
+    prompts = [CompletionRequest("def add(a, b):\n", 40, 1.0, 7),
+               CompletionRequest("x = " * 20 + "é", 30, 0.8, 2, "\n")]
     texts = lm.complete_many(prompts)
     assert texts == [local.complete(p.prompt, p.max_new_bytes, p.temperature, p.seed, p.stop)
                      for p in prompts]
@@ -102,9 +105,9 @@ def test_hostile_model_touches_no_host_file_and_is_a_rejection(docker_client, ru
     assert spare.read_bytes() == b"A" * 16 and (tmp_path / "spare.bin.planted").exists()
 
     program = Program.load(ROOT / "programs" / "codelm")
-    gen = SelfGenerator(GeneratorConfig(backend="self", codelm=CodeLMConfig(
+    gen = make_generator(GeneratorConfig(backend="self", codelm=CodeLMConfig(
         model=str(model), max_new_bytes=16, timeout_s=120)))
-    assert isinstance(gen.lm, ContainerCompleter)
+    assert isinstance(gen, SelfGenerator) and isinstance(gen.lm, SandboxedCompleter)
     gen.lm._client, gen.lm._image = docker_client, runtime_image
     proposals = gen.propose(GenerationRequest(program, (Parent("p", program.source_files()),),
                                               n=2, seed=1))
@@ -119,11 +122,34 @@ def test_hostile_model_touches_no_host_file_and_is_a_rejection(docker_client, ru
 def test_model_that_never_returns_is_killed_at_the_deadline(docker_client, runtime_image,
                                                             tmp_path):
     model = export(Forever(), tmp_path / "model")
-    lm = ContainerCompleter(model, client=docker_client, image=runtime_image, timeout_s=4)
+    lm = SandboxedCompleter(model, client=docker_client, image=runtime_image, timeout_s=4)
     started = time.monotonic()
     with pytest.raises(CodeLMError, match="deadline"):
         lm.complete("x", 4)
     assert time.monotonic() - started < 4 + 10
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_sampling_container_past_its_deadline_is_killed_and_removed(docker_client,
+                                                                      runtime_image, tmp_path):
+    model = export(Forever(), tmp_path / "model")
+    lm = SandboxedCompleter(model, client=docker_client, image=runtime_image, timeout_s=3)
+    with pytest.raises(CodeLMError, match="ran past its 3 s deadline and was killed"):
+        lm.complete_many([CompletionRequest("x", 4), CompletionRequest("y", 4)])
+    assert not docker_client.api.containers(all=True, filters={
+        "label": "selfprog.stage=sample", "name": f"selfprog-codelm-{os.getpid()}-"})
+
+
+def test_without_an_engine_sampling_fails_saying_how_to_start_one_and_starts_none(
+        tmp_path, tiny, monkeypatch):
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    lm = SandboxedCompleter(tiny, timeout_s=5)
+    with pytest.raises(CodeLMError, match="selfprog engine"):
+        lm.complete("x = ", 4)
+    assert started == [], "sampling must never install or start an engine"
 
 
 def test_folder_is_checked_on_the_host_without_loading_the_model(tmp_path, tiny):
@@ -133,12 +159,12 @@ def test_folder_is_checked_on_the_host_without_loading_the_model(tmp_path, tiny)
     (bad / "model.json").write_text(json.dumps({"context": "16"}))
     opened(bad)
     with pytest.raises(CodeLMError, match="context"):
-        ContainerCompleter(bad)
+        SandboxedCompleter(bad)
     (bad / "model.json").write_text(json.dumps({"context": 16}))
-    assert ContainerCompleter(bad).context == 16  # the archive is the container's to judge
+    assert SandboxedCompleter(bad).context == 16  # the archive is the container's to judge
     (bad / "model.pt").unlink()
     (bad / "model.pt").symlink_to(tiny / "model.pt")
     with pytest.raises(CodeLMError, match="not a plain file"):
-        ContainerCompleter(bad)
+        SandboxedCompleter(bad)
     with pytest.raises(SampleError, match="context"):
         parse_meta("[]", "x")
