@@ -57,9 +57,7 @@ class HFGenerator(LMGenerator):
             model = transformers.AutoModelForCausalLM.from_pretrained(hf.model, **{key: dtype})
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"generator.hf.model {hf.model!r} does not load: {exc}") from None
-        # transformers types PreTrainedModel.to through functools.wraps, which mypy cannot bind
-        # to the instance; the call is the documented one.
-        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
+        self.model = model.to(self.device).eval()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"

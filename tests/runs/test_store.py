@@ -216,17 +216,3 @@ def test_images_by_variant_are_read_from_the_finished_results(tmp_path):
     recheck = store.set_verdict("aaaa", "recheck", 1.0, recheck_seed=1)
     finish(store, recheck, 1.0, image="img:a2")
     assert store.images_by_variant() == {"aaaa": {"img:a", "img:a2"}}
-
-
-ORCHESTRATOR = Path(__file__).parents[2] / "orchestrator"
-THE_STORE = {"runs/store.py", "runs/schema.py"}
-
-
-def test_only_the_store_speaks_sql(tmp_path):
-    speaks = {p.relative_to(ORCHESTRATOR).as_posix() for p in ORCHESTRATOR.rglob("*.py")
-              if re.search(r"^\s*(import|from) sqlite3", p.read_text(), re.M)}
-    assert speaks == THE_STORE
-    reaches_in = [p for p in ORCHESTRATOR.rglob("*.py")
-                  if p.relative_to(ORCHESTRATOR).as_posix() not in THE_STORE
-                  and re.search(r"\.(_?db)\.|\.execute\(", p.read_text())]
-    assert reaches_in == [], "only the store may touch its connection"
