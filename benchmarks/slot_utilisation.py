@@ -23,7 +23,7 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.docsection import write_section  # noqa: E402
-from orchestrator.containers.engine import connect  # noqa: E402
+from orchestrator.containers.backend import LocalBackend  # noqa: E402
 from orchestrator.evolution.launch import run_evolution  # noqa: E402
 from tests.evolution.quickprog import remove_quick_images, write_quick_program  # noqa: E402
 
@@ -42,14 +42,17 @@ def main(variants: int = 7) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         program = write_quick_program(Path(tmp) / "quick", train_s=25, eval_s=5,
                                       nonce=f"bench {time.time()}")
-        t0 = time.monotonic()
-        done = run_evolution(None, {"program": str(program.root), "runs_dir": f"{tmp}/runs",
-                                    "budget.variants": variants, "slots.count": 2,
-                                    "generator.backend": "mutate"},
-                             on_start=lambda _e: None, log=lambda _m: None)
-        wall = time.monotonic() - t0
-        evals = done.summary["counts"]["evaluations"]
-        remove_quick_images(connect())
+        backend = LocalBackend.connect()
+        try:
+            t0 = time.monotonic()
+            done = run_evolution(None, {"program": str(program.root), "runs_dir": f"{tmp}/runs",
+                                        "budget.variants": variants, "slots.count": 2,
+                                        "generator.backend": "mutate"}, backend=backend)
+            wall = time.monotonic() - t0
+            evals = done.summary["counts"]["evaluations"]
+            remove_quick_images(backend.client)
+        finally:
+            backend.close()
     section = "\n".join([
         "## Slot utilisation (`benchmarks/slot_utilisation.py`)\n",
         f"Machine: {platform.platform()}, {len(os.sched_getaffinity(0))} cores. "
