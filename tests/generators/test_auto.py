@@ -9,9 +9,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import ConfigError
-from orchestrator.generators import GeneratorConfig, choose, make_generator
-from orchestrator.generators.auto import BUILDERS, preview, propose_config
-from orchestrator.generators.config import BACKENDS
+from orchestrator.generators.auto import BUILDERS, choose, make_generator, preview, propose_config
+from orchestrator.generators.config import BACKENDS, GeneratorConfig
 
 
 def _config(**data) -> GeneratorConfig:
