@@ -43,8 +43,9 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Two workers: the Docker tests in one, in order (see tests/conftest.py), the rest beside them.
 test: images lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 evolve: images
 	$(BIN)/selfprog evolve $(CONFIG)

@@ -7,6 +7,28 @@ import pytest
 from orchestrator.errors import EngineError
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Under ``pytest -n 2 --dist loadgroup`` (``make test``) every Docker test runs in one worker,
+    one after another as without xdist: they share one engine, some share run ids, and several
+    check that no container of theirs is left. The tests that need no engine run beside them.
+    (Marked as each item is collected: xdist reads the groups before other collection hooks.)"""
+    if item.get_closest_marker("docker"):
+        item.add_marker(pytest.mark.xdist_group("docker"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run Docker tests in parallel by accident: under loadgroup every one of them must
+    carry xdist's group tag in its node id, or the grouping did not happen."""
+    if not config.getoption("loadgroup", False):
+        return
+    untagged = [i.nodeid for i in items if i.get_closest_marker("docker")
+                and not i.nodeid.endswith("@docker")]
+    if untagged:
+        raise pytest.UsageError(f"xdist did not group {len(untagged)} Docker test(s) (e.g. "
+                                f"{untagged[0]}): check the pytest/pytest-xdist versions")
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     """A client for the real engine. `make test` starts one; a missing engine fails the test."""
