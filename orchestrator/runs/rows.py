@@ -7,8 +7,10 @@ readers (summary, report, gc) can pass them around freely.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator.result import Status
 
@@ -27,6 +29,13 @@ class VariantRow:
     """``admitted``, ``rejected`` or ``recheck`` once its evaluations are settled."""
     value: float | None
     """Mean metric over its evaluations; None when one failed or before any finished."""
+
+    @classmethod
+    def from_row(cls, run: Path, r: Mapping[str, Any]) -> VariantRow:
+        """The snapshot of a ``variants`` row of the run in folder ``run``."""
+        return cls(id=r["id"], idx=r["idx"], parent_id=r["parent_id"], folder=run / r["folder"],
+                   diff=r["diff"] or "", seed_diff=r["seed_diff"] or "", created=r["created"],
+                   collected=bool(r["collected"]), verdict=r["verdict"], value=r["value"])
 
     def files(self) -> dict[str, str]:
         """The editable files, read back from the folder."""
@@ -54,6 +63,15 @@ class EvalRow:
     """Where the runner writes its logs, events and artifacts, and the store ``result.json``:
     ``eval-<seed>`` in the variant's folder, read with the row so no caller looks the variant up
     again to find it."""
+
+    @classmethod
+    def from_row(cls, run: Path, r: Mapping[str, Any]) -> EvalRow:
+        """The snapshot of an ``evaluations`` row joined with its variant's folder."""
+        return cls(id=r["id"], variant_id=r["variant_id"], seed=r["seed"], purpose=r["purpose"],
+                   state=r["state"], attempts=r["attempts"],
+                   status=Status(r["status"]) if r["status"] else None, metric=r["metric"],
+                   duration_s=r["duration_s"], finished=r["finished"], error=r["error"],
+                   folder=run / r["variant_folder"] / f"eval-{r['seed']}")
 
 
 @dataclass(frozen=True)

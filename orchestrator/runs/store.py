@@ -159,11 +159,11 @@ class Store:
                              (len(vid), vid)).fetchall()
         if len(rows) != 1:
             raise StoreError(f"run {self.run_id} has {len(rows)} variants matching {vid!r}")
-        return _variant(self.folder, rows[0])
+        return VariantRow.from_row(self.folder, rows[0])
 
     def variants(self) -> list[VariantRow]:
         rows = self._db.execute("SELECT * FROM variants ORDER BY idx")
-        return [_variant(self.folder, r) for r in rows]
+        return [VariantRow.from_row(self.folder, r) for r in rows]
 
     def ancestors(self, vid: str) -> list[VariantRow]:
         """The variant's parent, its parent's parent ... up to the seed (nearest first)."""
@@ -174,7 +174,7 @@ class Store:
             " JOIN line ON v.id = line.id)"
             " SELECT v.* FROM line JOIN variants AS v ON v.id = line.id ORDER BY line.depth",
             (vid,))
-        return [_variant(self.folder, r) for r in rows]
+        return [VariantRow.from_row(self.folder, r) for r in rows]
 
     def seen_hashes(self) -> set[str]:
         """The content hash of every variant, to refuse a proposal that repeats one."""
@@ -311,22 +311,9 @@ class Store:
     def _evals(self, where: str, args: tuple[object, ...], *, order: bool = True
                ) -> list[EvalRow]:
         sql = f"{_EVALS} {where}" + (" ORDER BY e.id" if order else "")
-        return [_eval(self.folder, r) for r in self._db.execute(sql, args)]
+        return [EvalRow.from_row(self.folder, r) for r in self._db.execute(sql, args)]
 
     def _record(self, vid: str) -> VariantRecord:
         """A variant and its evaluations; inside a write, what that write is about to commit."""
         return VariantRecord(self.variant(vid), tuple(self.evaluations(variant_id=vid)))
 
-
-def _variant(run: Path, r: sqlite3.Row) -> VariantRow:
-    return VariantRow(id=r["id"], idx=r["idx"], parent_id=r["parent_id"], folder=run / r["folder"],
-                      diff=r["diff"] or "", seed_diff=r["seed_diff"] or "", created=r["created"],
-                      collected=bool(r["collected"]), verdict=r["verdict"], value=r["value"])
-
-
-def _eval(run: Path, r: sqlite3.Row) -> EvalRow:
-    return EvalRow(id=r["id"], variant_id=r["variant_id"], seed=r["seed"], purpose=r["purpose"],
-                   state=r["state"], attempts=r["attempts"],
-                   status=Status(r["status"]) if r["status"] else None, metric=r["metric"],
-                   duration_s=r["duration_s"], finished=r["finished"], error=r["error"],
-                   folder=run / r["variant_folder"] / f"eval-{r['seed']}")
