@@ -8,12 +8,18 @@ from orchestrator.errors import EngineError
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Under ``pytest -n 2 --dist loadgroup`` (``make test``) every Docker test runs in one worker,
-    one after another as without xdist: they share one engine, some share run ids, and several
-    check that no container of theirs is left. The tests that need no engine run beside them.
+    """Under ``pytest -n 2 --dist loadgroup`` (``make test``) the Docker tests run in two groups,
+    each in one worker, one test after another: they share one engine, some share run ids, and
+    several check that no container of theirs is left. The tests that need no engine run beside.
     (Marked as each item is collected: xdist reads the groups before other collection hooks.)"""
     if item.get_closest_marker("docker"):
-        item.add_marker(pytest.mark.xdist_group("docker"))
+        item.add_marker(pytest.mark.xdist_group(_docker_group(item)))
+
+
+def _docker_group(item: pytest.Item) -> str:
+    """``docker-programs`` for the shipped programs' runs (each in its own run, no sweeps, no
+    engine-wide checks), which may overlap the other Docker tests; ``docker`` for the rest."""
+    return "docker-programs" if item.path.parent.name == "programs" else "docker"
 
 
 @pytest.hookimpl(trylast=True)
@@ -23,7 +29,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not config.getoption("loadgroup", False):
         return
     untagged = [i.nodeid for i in items if i.get_closest_marker("docker")
-                and not i.nodeid.endswith("@docker")]
+                and not i.nodeid.endswith("@" + _docker_group(i))]
     if untagged:
         raise pytest.UsageError(f"xdist did not group {len(untagged)} Docker test(s) (e.g. "
                                 f"{untagged[0]}): check the pytest/pytest-xdist versions")
