@@ -84,6 +84,17 @@ class GenerationCall:
     tokens_out: int = 0
     latency_s: float = 0.0
     error: str | None = None
+    tokens_reasoning: int = 0
+    """Output tokens the server says went to hidden reasoning (part of ``tokens_out``)."""
+    finish_reason: str | None = None
+    """Why the answer ended, as the backend says: ``stop``, ``length`` (cut at the token
+    limit) ...; None when the backend does not tell."""
+    kind: str = ""
+    """What was asked: ``edit`` (an instruction-following edit), ``hole`` (a setting's value),
+    ``completion`` (a block completed), ``spec`` (a first draft from a task's spec)."""
+    generator: str = ""
+    """Which model wrote it, for a model that is itself a variant (``self``): that variant's id;
+    '' for an external model."""
 
 
 class Reason(StrEnum):

@@ -13,7 +13,7 @@ from pathlib import Path
 from orchestrator.errors import StoreError
 
 DB = "run.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The layout of the tables below. Change it with them."""
 _TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
 CREATE TABLE IF NOT EXISTS generation_calls (
     id INTEGER PRIMARY KEY, created REAL, backend TEXT, model TEXT, parent_id TEXT,
     outcome TEXT, variant_id TEXT, rejection TEXT, error TEXT, latency_s REAL,
-    tokens_in INTEGER, tokens_out INTEGER);
+    tokens_in INTEGER, tokens_out INTEGER, tokens_reasoning INTEGER, finish_reason TEXT,
+    kind TEXT, generator TEXT, prompt TEXT, response TEXT);
 """
 
 

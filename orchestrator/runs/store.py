@@ -146,10 +146,12 @@ class Store:
         c = call or GenerationCall(backend="?", model="?", prompt="", response="")
         cur = db.execute(
             "INSERT INTO generation_calls (created, backend, model, parent_id, outcome, "
-            "variant_id, rejection, error, latency_s, tokens_in, tokens_out) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "variant_id, rejection, error, latency_s, tokens_in, tokens_out, tokens_reasoning, "
+            "finish_reason, kind, generator, prompt, response) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (time.time(), c.backend, c.model, parent_id, outcome, variant_id, rejection,
-             c.error, c.latency_s, c.tokens_in, c.tokens_out))
+             c.error, c.latency_s, c.tokens_in, c.tokens_out, c.tokens_reasoning,
+             c.finish_reason, c.kind, c.generator, c.prompt, c.response))
         return cur.lastrowid
 
     def variant(self, vid: str) -> VariantRow:
@@ -181,9 +183,20 @@ class Store:
         return {r["hash"] for r in self._db.execute("SELECT hash FROM variants")}
 
     def calls(self) -> list[dict[str, Any]]:
-        cur = self._db.execute("SELECT outcome, backend, parent_id, variant_id, rejection, "
-                               "latency_s FROM generation_calls ORDER BY id")
+        """Every call without its prompt and response text (see ``call`` for those)."""
+        cur = self._db.execute("SELECT id, created, outcome, backend, model, parent_id, "
+                               "variant_id, rejection, error, latency_s, tokens_in, tokens_out, "
+                               "tokens_reasoning, finish_reason, kind, generator "
+                               "FROM generation_calls ORDER BY id")
         return [dict(r) for r in cur]
+
+    def call(self, call_id: int) -> dict[str, Any]:
+        """One call whole: prompt and raw response included."""
+        row = self._db.execute("SELECT * FROM generation_calls WHERE id = ?",
+                               (call_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"run {self.run_id} has no generation call {call_id}")
+        return dict(row)
 
     def call_count(self) -> int:
         """How many generation calls the run made (any outcome); seeds the next one."""
