@@ -92,11 +92,11 @@ def test_sample_replaces_the_rest_of_the_block_and_stops_at_top_level():
 
 
 def test_cut_off_sample_loses_its_partial_last_line(single):
-    gen = scripted("    return c * 5\n    retu",
+    gen = scripted("    return a * 5\n    retu",
                    GeneratorConfig(codelm=CodeLMConfig(max_new_bytes=22)))
     (p,) = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),), seed=0))
     assert p.valid, p.rejection
-    assert "    return c * 5\n" in p.files["train.py"] and "retu\n" not in p.files["train.py"]
+    assert "    return a * 5\n" in p.files["train.py"] and "retu\n" not in p.files["train.py"]
     assert p.files["train.py"].endswith("def g():\n    return f(X)\n")
     assert gen.lm.prompts[0].startswith("X = 1\n") and "def f(a):" in gen.lm.prompts[0]
 
@@ -111,6 +111,12 @@ def test_broken_sample_is_a_syntax_rejection(single):
     gen = scripted("    return (c\n")
     (p,) = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),)))
     assert p.rejection.startswith("syntax:")
+
+
+def test_sample_using_a_name_defined_nowhere_is_rejected_with_the_name(single):
+    gen = scripted("    return a * scale_factor\n")
+    (p,) = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),)))
+    assert p.rejection == "undefined: train.py uses scale_factor, defined nowhere"
 
 
 def test_missing_export_is_a_config_error(tmp_path):
@@ -148,7 +154,7 @@ class OneBad(Script):
 
 
 def test_a_request_the_model_fails_on_costs_only_its_own_proposal(single):
-    gen = SelfGenerator(GeneratorConfig(), OneBad("    return c * 7\n"), load=OneBad)
+    gen = SelfGenerator(GeneratorConfig(), OneBad("    return a * 7\n"), load=OneBad)
     first, second = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),),
                                                   n=2))
     assert first.rejection == "generation_error: CodeLMError: the model failed while sampling"

@@ -10,6 +10,9 @@ from __future__ import annotations
 import ast
 from collections.abc import Set
 
+from pyflakes import api as pyflakes_api
+from pyflakes import messages as pyflakes_messages
+
 from orchestrator.generators.base import GenerationCall, Proposal, Reason, Rejected
 from orchestrator.generators.config import ValidationConfig
 from orchestrator.generators.edits.apply import apply_edits
@@ -31,7 +34,8 @@ def check_files(
 
     Raises:
         Rejected: a file outside ``editable``, a file over the size limit, a Python file that
-            does not parse, no change from the parent, or a source whose hash is in ``seen``.
+            does not parse or uses an undefined name, no change from the parent, or a source
+            whose hash is in ``seen``.
     """
     extra = sorted(set(files) - set(editable))
     if extra:
@@ -45,10 +49,42 @@ def check_files(
     for path, text in sorted(files.items()):
         if path.endswith(".py"):
             _check_syntax(path, text)
+            _check_names(path, text)
     if files == parent:
         raise Rejected(Reason.UNCHANGED, "the edits leave the source as it was")
     if variant_hash(files) in seen:
         raise Rejected(Reason.DUPLICATE, f"source {variant_hash(files)[:16]} was seen before")
+
+
+def undefined_names(text: str, path: str = "<proposal>") -> list[str]:
+    """Names the source uses but never defines, imports or gets from builtins (pyflakes's
+    check), in order of first use; [] for a source that does not parse (that is ``syntax``)."""
+    reporter = _Names()
+    pyflakes_api.check(text, path, reporter)
+    return list(dict.fromkeys(reporter.names))
+
+
+class _Names:
+    """A pyflakes reporter that keeps the undefined names and ignores everything else."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def flake(self, message: pyflakes_messages.Message) -> None:
+        if isinstance(message, pyflakes_messages.UndefinedName):
+            self.names.append(str(message.message_args[0]))
+
+    def syntaxError(self, *args: object) -> None:  # noqa: N802 (pyflakes's name)
+        return
+
+    def unexpectedError(self, *args: object) -> None:  # noqa: N802 (pyflakes's name)
+        return
+
+
+def _check_names(path: str, text: str) -> None:
+    names = undefined_names(text, path)
+    if names:
+        raise Rejected(Reason.UNDEFINED, f"{path} uses {', '.join(names[:5])}, defined nowhere")
 
 
 def _check_syntax(path: str, text: str) -> None:
