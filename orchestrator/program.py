@@ -3,11 +3,17 @@
 A program names its entrypoint (the untrusted train stage), its trusted evaluator, the files a
 generator may change, the metric and its direction, the resources of one run and its data. The
 manifest is parsed into frozen pydantic models: a misspelt key is an error naming the key.
+
+Every path a manifest names, and every file a variant's image or a prompt takes from the folder,
+must stay inside the program folder after symlinks are followed; the train and held-out folders
+must not overlap; sizes and CPU counts must fit between floors and what the host has. A manifest
+that breaks a rule is refused with a :class:`~orchestrator.errors.ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path, PurePosixPath
 
@@ -20,6 +26,12 @@ from orchestrator.toml_model import Frozen, load_toml_model
 MANIFEST = "program.toml"
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([kmg]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_OCTAL = re.compile(r"\\([0-7]{3})")
+MIN_MEMORY = 64 * 1024**2
+"""Smallest memory limit: the harness and a Python interpreter need about 30 MiB (Docker's own
+floor, 6 MiB, would only make every run an out-of-memory kill)."""
+MIN_DISK = 1024**2
+"""Smallest output folder: the harness writes its own small files there."""
 
 
 def _relative(path: str) -> str:
@@ -59,7 +71,7 @@ class MetricSection(Frozen):
 
 
 class ResourcesSection(Frozen):
-    cpus: float = Field(default=1.0, gt=0, le=256)
+    cpus: float = Field(default=1.0, ge=0.01, le=256)
     """CPU cores one run may use."""
     memory: str = "2g"
     """Memory limit of one container (swap off), e.g. ``512m``, ``4g``."""
@@ -77,10 +89,18 @@ class ResourcesSection(Frozen):
     disk: str = "1g"
     """Size of the writable output folder and of the largest file a program may write."""
 
-    @field_validator("memory", "disk")
+    @field_validator("memory")
     @classmethod
-    def _size(cls, value: str) -> str:
-        parse_size(value)
+    def _memory(cls, value: str) -> str:
+        if parse_size(value) < MIN_MEMORY:
+            raise ValueError(f"{value!r} is under the floor of {MIN_MEMORY // 1024**2}m")
+        return value
+
+    @field_validator("disk")
+    @classmethod
+    def _disk(cls, value: str) -> str:
+        if parse_size(value) < MIN_DISK:
+            raise ValueError(f"{value!r} is under the floor of {MIN_DISK // 1024**2}m")
         return value
 
     @property
@@ -137,27 +157,89 @@ class Program:
 
         Raises:
             ConfigError: no manifest, bad TOML, an unknown or invalid key (named in the message),
-                or a named file that does not exist.
+                a named file that does not exist, a path that leads out of the folder (a symlink
+                included), overlapping data folders, or resources the host cannot give.
         """
         root = Path(root).resolve()
         path = root / MANIFEST
         if not path.is_file():
             raise ConfigError(f"{root} is not a program: it has no {MANIFEST}")
+        if not _inside(path.resolve(), root):
+            raise ConfigError(f"{path}: a symlink to {path.resolve()}, outside the program folder")
         manifest = load_toml_model(Manifest, path)
         program = cls(root, manifest)
         program._check_files(path)
+        program._check_data(path)
+        program._check_tree(path)
+        check_host_fits(manifest.resources, path)
         return program
+
+    def _inside(self, rel: str, key: str, where: Path) -> Path:
+        """``root/rel`` resolved; it must stay inside the program folder."""
+        target = (self.root / rel).resolve()
+        if not _inside(target, self.root):
+            raise ConfigError(f"{where}: {key} {rel!r} leads to {target}, outside {self.root}")
+        return target
 
     def _check_files(self, path: Path) -> None:
         p = self.manifest.program
-        for rel in (p.entrypoint, p.evaluator, *p.editable):
-            if not (self.root / rel).is_file():
-                raise ConfigError(f"{path}: {rel!r} is named but not in {self.root}")
+        named = [("program.entrypoint", p.entrypoint), ("program.evaluator", p.evaluator)]
+        named += [("program.editable", rel) for rel in p.editable]
+        for key, rel in named:
+            if not self._inside(rel, key, path).is_file():
+                raise ConfigError(f"{path}: {key} {rel!r} is named but not a file in {self.root}")
         if p.evaluator in p.editable:
             raise ConfigError(f"{path}: the evaluator {p.evaluator!r} cannot be editable")
-        for folder in (self.manifest.data.train, self.manifest.data.heldout):
-            if folder and not (self.root / folder).is_dir():
-                raise ConfigError(f"{path}: data folder {folder!r} is not in {self.root}")
+
+    def _check_data(self, path: Path) -> None:
+        resolved = {}
+        for key in ("train", "heldout"):
+            rel = getattr(self.manifest.data, key)
+            if rel is None:
+                continue
+            target = self._inside(rel, f"data.{key}", path)
+            if not target.is_dir():
+                raise ConfigError(f"{path}: data.{key} {rel!r} is not a folder in {self.root}")
+            if target == self.root:
+                raise ConfigError(f"{path}: data.{key} {rel!r} is the whole program folder")
+            inner = _submount(target)
+            if inner:
+                raise ConfigError(f"{path}: data.{key} {rel!r} has another file system mounted "
+                                  f"inside it ({inner}): it would be shown to the stage")
+            resolved[key] = target
+        if len(resolved) == 2:
+            train, heldout = resolved["train"], resolved["heldout"]
+            if _inside(train, heldout) or _inside(heldout, train):
+                raise ConfigError(f"{path}: data.train ({train}) and data.heldout ({heldout}) "
+                                  "overlap: the train stage would see held-out data")
+
+    def _check_tree(self, path: Path) -> None:
+        """Every file that goes into an image or a prompt must be the folder's own: a symlink in
+        the tree that leads out (to a host file or folder) refuses the program."""
+        for folder, dirs, files in os.walk(self.root):
+            for name in dirs + files:
+                entry = Path(folder, name)
+                if entry.is_symlink() and not _inside(entry.resolve(), self.root):
+                    rel = entry.relative_to(self.root).as_posix()
+                    raise ConfigError(f"{path}: {rel!r} is a symlink to {entry.resolve()}, "
+                                      "outside the program folder")
+
+    def data_path(self, stage: str) -> Path | None:
+        """The folder to mount read-only for ``stage`` ("train" or "eval"), resolved, checked
+        again now (the folder may have changed since the manifest was loaded).
+
+        Raises:
+            ConfigError: it leads out of the program folder or is not a folder.
+        """
+        key = "train" if stage == "train" else "heldout"
+        rel = getattr(self.manifest.data, key)
+        if rel is None:
+            return None
+        where = self.root / MANIFEST
+        target = self._inside(rel, f"data.{key}", where)
+        if not target.is_dir():
+            raise ConfigError(f"{where}: data.{key} {rel!r} is not a folder")
+        return target
 
     @property
     def name(self) -> str:
@@ -178,14 +260,73 @@ class Program:
         data = {_data_tree(d) for d in (self.manifest.data.train, self.manifest.data.heldout) if d}
         editable = set(self.manifest.program.editable)
         files = []
-        for path in sorted(self.root.rglob("*")):
-            rel = path.relative_to(self.root).as_posix()
-            if not path.is_file() or "__pycache__" in path.parts:
-                continue
-            if rel not in editable and any(rel == d or rel.startswith(d + "/") for d in data):
-                continue
-            files.append(rel)
-        return files
+        for folder, dirs, names in os.walk(self.root):  # symlinked folders are not followed
+            dirs.sort()
+            for name in names:
+                path = Path(folder, name)
+                rel = path.relative_to(self.root).as_posix()
+                if "__pycache__" in path.parts or not path.is_file():
+                    continue
+                if rel not in editable and any(rel == d or rel.startswith(d + "/") for d in data):
+                    continue
+                if not _inside(path.resolve(), self.root):
+                    raise ConfigError(f"{self.root / MANIFEST}: {rel!r} is a symlink to "
+                                      f"{path.resolve()}, outside the program folder")
+                files.append(rel)
+        return sorted(files)
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is ``root`` or below it (both already resolved)."""
+    return path == root or root in path.parents
+
+
+def _submount(folder: Path) -> str:
+    """A mount point strictly inside ``folder`` ('' when none, or when the host cannot tell)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4:
+            point = Path(_OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4]))
+            if folder in point.parents:
+                return str(point)
+    return ""
+
+
+def host_cpus() -> int:
+    """CPU cores this host has (what the engine's ``NCPU`` reports on a local engine)."""
+    return os.cpu_count() or 1
+
+
+def host_memory() -> int:
+    """Bytes of RAM this host has (0 when it cannot tell)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+
+
+def check_host_fits(resources: ResourcesSection, where: str | Path, *,
+                    cpus: int | None = None, memory: int | None = None) -> None:
+    """Refuse resources this host (or an engine with ``cpus`` cores and ``memory`` bytes) cannot
+    give: the engine would refuse the container, and a refusal is the manifest's fault, never an
+    engine failure to retry.
+
+    Raises:
+        ConfigError: naming ``resources.cpus``, ``resources.memory`` or ``resources.disk``.
+    """
+    cpus = cpus or host_cpus()
+    memory = memory or host_memory()
+    if resources.cpus > cpus:
+        raise ConfigError(f"{where}: resources.cpus = {resources.cpus:g} but this host has "
+                          f"{cpus} CPU(s)")
+    for key in ("memory", "disk"):
+        size = getattr(resources, f"{key}_bytes")
+        if memory and size > memory:
+            raise ConfigError(f"{where}: resources.{key} = {getattr(resources, key)!r} is more "
+                              f"than this host's {memory // 1024**2} MiB of memory")
 
 
 def _data_tree(folder: str) -> str:

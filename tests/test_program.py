@@ -106,3 +106,142 @@ def test_data_folders_at_the_root_exclude_only_themselves(tmp_path):
     (root / "notes.md").write_text("kept")
     assert Program.load(root).code_files() == ["data/train/a.txt", "evaluate.py", "notes.md",
                                                "program.toml", "train.py"]
+
+
+# --- paths that lead out, overlapping data, resources the host cannot give ---------------------
+
+def _outside(tmp_path: Path) -> Path:
+    out = tmp_path / "outside"
+    out.mkdir()
+    (out / "secret.py").write_text("SECRET = 1\n")
+    return out
+
+
+@pytest.mark.parametrize("key", ["train", "heldout"])
+def test_a_data_folder_symlinked_out_of_the_program_is_refused_naming_the_key(tmp_path, key):
+    root = make_program(tmp_path / "p")
+    folder = root / "data" / key
+    for child in folder.iterdir():
+        child.unlink()
+    folder.rmdir()
+    folder.symlink_to("/")
+    with pytest.raises(ConfigError, match=rf"data\.{key} .*outside"):
+        Program.load(root)
+
+
+@pytest.mark.parametrize(
+    ("train", "heldout"),
+    [("data/train", "data/train"), ("data", "data/heldout"), ("data/train", "data"),
+     ("data/train/.", "data/train")],
+)
+def test_train_and_heldout_folders_must_not_overlap(tmp_path, train, heldout):
+    root = make_program(tmp_path, GOOD.replace('"data/train"', f'"{train}"')
+                        .replace('"data/heldout"', f'"{heldout}"'))
+    with pytest.raises(ConfigError, match="overlap"):
+        Program.load(root)
+
+
+def test_a_train_folder_that_is_a_symlink_to_heldout_overlaps(tmp_path):
+    root = make_program(tmp_path)
+    (root / "data/train/a.txt").unlink()
+    (root / "data/train").rmdir()
+    (root / "data/train").symlink_to("heldout")
+    with pytest.raises(ConfigError, match="overlap"):
+        Program.load(root)
+
+
+def test_a_data_folder_that_is_a_file_or_the_whole_program_is_refused(tmp_path):
+    root = make_program(tmp_path, GOOD.replace('"data/train"', '"train.py"'))
+    with pytest.raises(ConfigError, match=r"data\.train 'train.py' is not a folder"):
+        Program.load(root)
+    (root / "program.toml").write_text(GOOD.replace('"data/train"', '"."'))
+    with pytest.raises(ConfigError, match="data.train '.' is the whole program folder"):
+        Program.load(root)
+
+
+@pytest.mark.parametrize("key", ["entrypoint", "evaluator", "editable"])
+def test_a_named_file_symlinked_out_is_refused_naming_the_key(tmp_path, key):
+    outside = _outside(tmp_path)
+    root = make_program(tmp_path / "p", GOOD.replace('editable = ["train.py"]',
+                                                     'editable = ["train.py", "model.py"]'))
+    (root / "model.py").write_text("x = 1\n")
+    target = {"entrypoint": "train.py", "evaluator": "evaluate.py", "editable": "model.py"}[key]
+    (root / target).unlink()
+    (root / target).symlink_to(outside / "secret.py")
+    with pytest.raises(ConfigError, match=rf"program\.{key} '{target}' leads to .*outside"):
+        Program.load(root)
+
+
+@pytest.mark.parametrize("link", ["helper.py", "lib"])
+def test_any_file_of_the_image_symlinked_out_is_refused(tmp_path, link):
+    outside = _outside(tmp_path)
+    root = make_program(tmp_path / "p")
+    (root / link).symlink_to(outside / "secret.py" if link.endswith(".py") else outside)
+    with pytest.raises(ConfigError, match=f"'{link}' is a symlink to .*outside"):
+        Program.load(root)
+
+
+def test_a_symlink_inside_the_program_is_fine_and_ships_its_target(tmp_path):
+    root = make_program(tmp_path)
+    (root / "common.py").write_text("C = 1\n")
+    (root / "alias.py").symlink_to("common.py")
+    program = Program.load(root)
+    assert "alias.py" in program.code_files()
+    assert program.data_path("train") == (root / "data/train").resolve()
+    assert program.data_path("eval") == (root / "data/heldout").resolve()
+
+
+def test_a_data_folder_swapped_for_a_symlink_after_loading_is_refused_at_mount_time(tmp_path):
+    _outside(tmp_path)
+    root = make_program(tmp_path / "p")
+    program = Program.load(root)
+    (root / "data/train/a.txt").unlink()
+    (root / "data/train").rmdir()
+    (root / "data/train").symlink_to(tmp_path / "outside")
+    with pytest.raises(ConfigError, match="data.train .*outside"):
+        program.data_path("train")
+
+
+def test_a_manifest_symlinked_from_outside_is_refused(tmp_path):
+    root = make_program(tmp_path / "p")
+    (tmp_path / "elsewhere.toml").write_text(GOOD)
+    (root / "program.toml").unlink()
+    (root / "program.toml").symlink_to(tmp_path / "elsewhere.toml")
+    with pytest.raises(ConfigError, match="symlink .*outside the program folder"):
+        Program.load(root)
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [('memory = "0"', "resources.memory"), ('memory = "0.4"', "resources.memory"),
+     ('memory = "63m"', "resources.memory"), ('memory = "100000g"', "resources.memory"),
+     ('disk = "0"', "resources.disk"), ('disk = "100000g"', "resources.disk"),
+     ("cpus = 0", "resources.cpus"), ("cpus = 0.001", "resources.cpus"),
+     ("cpus = -1", "resources.cpus"), ("cpus = nan", "resources.cpus"),
+     ("cpus = inf", "resources.cpus"), ("cpus = 200", "resources.cpus"),
+     ("pids = 0", "resources.pids"), ("timeout_s = 0", "resources.timeout_s")],
+)
+def test_resources_outside_the_floors_or_the_host_are_refused(tmp_path, line, named):
+    key = line.split(" =")[0]
+    kept = [old for old in GOOD.splitlines() if not old.startswith(f"{key} =")]
+    at = kept.index("[resources]") + 1
+    root = make_program(tmp_path, "\n".join(kept[:at] + [line] + kept[at:]))
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        Program.load(root)
+
+
+def test_cpus_past_the_hosts_cores_are_refused_and_the_hosts_own_count_is_fine(tmp_path):
+    import os
+    cores = os.cpu_count() or 1
+    root = make_program(tmp_path, GOOD.replace("cpus = 1.5", f"cpus = {cores}"))
+    assert Program.load(root).manifest.resources.cpus == cores
+    (root / "program.toml").write_text(GOOD.replace("cpus = 1.5", f"cpus = {cores + 1}"))
+    with pytest.raises(ConfigError, match=rf"resources\.cpus = {cores + 1} but this host has"):
+        Program.load(root)
+
+
+@pytest.mark.parametrize("nest", ["[" * 3000 + "]" * 3000, "{a = " * 3000 + "1" + "}" * 3000])
+def test_a_manifest_nested_thousands_deep_is_a_config_error(tmp_path, nest):
+    root = make_program(tmp_path, GOOD + f"\n[extra]\nx = {nest}\n")
+    with pytest.raises(ConfigError, match="nested too deep|not valid TOML"):
+        Program.load(root)

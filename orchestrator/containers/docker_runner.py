@@ -192,7 +192,7 @@ class DockerRunner:
         mounts = [Mount(OUT, volume.name, type="volume") if volume is not None
                   else Mount(OUT, str(artifacts.resolve()), type="bind", read_only=True)]
         if data:
-            mounts.append(Mount(DATA, str(program.root / data), type="bind", read_only=True))
+            mounts.append(Mount(DATA, str(program.data_path(stage)), type="bind", read_only=True))
         env = {
             "SELFPROG_STAGE": stage, "SELFPROG_OUT": OUT, "SELFPROG_DATA": DATA,
             "SELFPROG_SEED": str(request.seed), "SELFPROG_PROGRAM": program.name,
