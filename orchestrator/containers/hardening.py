@@ -1,7 +1,8 @@
 """The settings every selfprog container runs with, in one place.
 
 No network, a read-only root with size-capped tmpfs for ``/tmp``, a non-root user, every
-capability dropped, no new privileges, limits on processes, memory (swap off), CPU, open files,
+capability dropped, no new privileges, selfprog's own seccomp allowlist (``seccomp.py``), limits
+on processes, memory (swap off), CPU, open files,
 file size and core dumps, a sized ``/dev/shm``, capped logs, an init process, labels that say
 whose container it is. Never privileged, never the host's network, never a capability added,
 never the Docker socket: nothing here can ask for them.
@@ -18,6 +19,7 @@ from typing import Any
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.containers import seccomp
 from orchestrator.program import ResourcesSection
 
 USER = "10001:10001"
@@ -94,7 +96,7 @@ def create_kwargs(
         read_only=True,
         tmpfs={"/tmp": f"size={hardening.tmp_bytes},mode=1777,nosuid,nodev"},
         cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
+        security_opt=["no-new-privileges", seccomp.security_opt()],
         pids_limit=resources.pids,
         mem_limit=resources.memory_bytes,
         memswap_limit=resources.memory_bytes,
