@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import tarfile
 
+import pytest
+
 from orchestrator.containers.artifacts import MAX_FILES, MAX_PROBLEMS, extract
 
 
@@ -95,3 +97,71 @@ def test_parent_folders_of_a_deep_file_count_against_the_entry_cap(tmp_path):
     report = extract(tar_of((f"out/{deep}/f", b"x"), ("out/g", b"y")), tmp_path, 1000)
     assert everything_under(tmp_path) == {tmp_path / "g"}
     assert any("over the caps" in p for p in report.problems)
+
+
+def tar_raw(*members: tarfile.TarInfo | tuple[str, bytes]) -> list[bytes]:
+    """A GNU tar stream of regular files ``(name, data)`` and ready-made headers (hard links);
+    names may carry any byte (written back with ``surrogateescape``)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT,
+                      errors="surrogateescape") as tar:
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                tar.addfile(member)
+                continue
+            info = tarfile.TarInfo(member[0])
+            info.size = len(member[1])
+            tar.addfile(info, io.BytesIO(member[1]))
+    raw = buffer.getvalue()
+    return [raw[i:i + 512] for i in range(0, len(raw), 512)]
+
+
+def hard_link(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.LNKTYPE, target
+    return info
+
+
+@pytest.mark.parametrize("name", [
+    "a\nb", "fake\rok.txt", "tab\there", "\x1b[2J\x1b[31mred", "bell\x07", "del\x7f",
+    "c1\x9b31m", "evil\u202etxt.exe", "zero\u200bwidth", "line\u2028sep",
+    b"bad-\xff\xfe-utf8".decode("utf-8", "surrogateescape"),
+    "dir\n/inner.txt",
+])
+def test_names_with_control_characters_or_invalid_utf8_are_refused_and_quoted_safely(
+        tmp_path, name):
+    dest = tmp_path / "artifacts"
+    dest.mkdir()
+    report = extract(tar_raw(("out/good.txt", b"ok"), (f"out/{name}", b"x")), dest, 1000)
+    assert sorted(p.name for p in dest.iterdir()) == ["good.txt"]
+    assert report.files == 1 and len(report.problems) == 1
+    problem = report.problems[0]
+    assert "control characters or invalid UTF-8" in problem
+    assert problem.isascii() and problem.isprintable(), "the record itself is plain text"
+
+
+def test_printable_unicode_names_are_kept(tmp_path):
+    report = extract(tar_raw(("out/résumé ü 模型.txt", b"u")), tmp_path, 1000)
+    assert (tmp_path / "résumé ü 模型.txt").read_bytes() == b"u" and not report.problems
+
+
+def test_a_hard_link_is_copied_as_its_own_regular_file_and_counted(tmp_path):
+    report = extract(tar_raw(("out/model.pt", b"w" * 100), hard_link("out/copy.pt", "out/model.pt"),
+                             hard_link("out/sub/again.pt", "out/model.pt")), tmp_path, 1000)
+    assert not report.problems
+    assert report.files == 3 and report.bytes == 300
+    for name in ("model.pt", "copy.pt", "sub/again.pt"):
+        assert (tmp_path / name).read_bytes() == b"w" * 100
+        assert (tmp_path / name).stat().st_nlink == 1 and not (tmp_path / name).is_symlink()
+    (tmp_path / "copy.pt").write_bytes(b"changed")
+    assert (tmp_path / "model.pt").read_bytes() == b"w" * 100, "copies, never links"
+
+
+def test_hard_links_count_against_the_byte_cap_and_dangling_ones_are_problems(tmp_path):
+    report = extract(tar_raw(("out/a", b"a" * 600), hard_link("out/b", "out/a"),
+                             hard_link("out/c", "out/never-copied"),
+                             hard_link("out/d", "/etc/passwd")), tmp_path, 1000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert report.bytes == 600
+    assert any("over the caps" in p and "'out/b'" in p for p in report.problems)
+    assert sum("to a file not copied" in p for p in report.problems) == 2
