@@ -28,7 +28,8 @@ from sandbox.protocol import (
 MAX_VIOLATIONS = 20
 """Violations kept word for word per stage; the rest are only counted."""
 MAX_FILE_BYTES = 2 * 1024 * 1024
-"""Most bytes written to a stage's log and to its share of ``events.jsonl``."""
+"""Most bytes (UTF-8, counted as bytes) written to a stage's log and to its share of
+``events.jsonl``; a short marker line follows the cut."""
 MAX_TELEMETRY_KEYS = 64
 """Distinct progress metric names kept per stage; later new names are dropped (one violation)."""
 _SLACK = 64 * 1024
@@ -36,18 +37,25 @@ FORGED = "forged result: the train stage sent a result, which is never trusted"
 
 
 class _CappedWriter:
+    """Writes text to a UTF-8 file until ``limit`` BYTES are written (not characters: one
+    character may take four bytes), then one marker line, then nothing."""
+
+    MARKER = "\n[selfprog: capped here]\n"
+
     def __init__(self, handle: IO[str], limit: int):
         self.handle, self.left, self.cut = handle, limit, False
 
     def write(self, text: str) -> None:
         if self.cut:
             return
-        if len(text) > self.left:
-            self.handle.write(text[: max(self.left, 0)] + "\n[selfprog: capped here]\n")
-            self.cut = True
+        data = text.encode("utf-8", "replace")  # as ``open_log`` will write it
+        if len(data) > self.left:
+            head = data[: max(self.left, 0)].decode("utf-8", "ignore")  # never half a character
+            self.handle.write(head + self.MARKER)
+            self.left, self.cut = 0, True
             return
         self.handle.write(text)
-        self.left -= len(text)
+        self.left -= len(data)
 
 
 class StageStream:

@@ -63,3 +63,36 @@ def test_distinct_progress_metric_names_are_capped():
     assert s.telemetry["progress_messages"] == 101
     assert s.dropped_keys == 5000 - (MAX_TELEMETRY_KEYS - 2)
     assert len([v for v in s.violations if "distinct progress metrics" in v]) == 1
+
+
+def _log_lines(text: str, count: int) -> bytes:
+    return b"\n".join(line(type="log", stream="stdout", text=text) for _ in range(count))
+
+
+def test_the_log_cap_counts_bytes_not_characters(tmp_path):
+    from orchestrator.containers.telemetry import MAX_FILE_BYTES, _CappedWriter, open_log
+
+    path = tmp_path / "train.log"
+    with open_log(path) as log:
+        s = StageStream("train", log, io.StringIO())
+        wide = "語" * 4000  # 3 bytes per character in UTF-8
+        for _ in range(3):
+            s.feed(_log_lines(wide, 200) + b"\n")
+        s.close()
+    size = path.stat().st_size
+    assert MAX_FILE_BYTES <= size <= MAX_FILE_BYTES + len(_CappedWriter.MARKER)
+    text = path.read_text(encoding="utf-8")  # the cut never splits a character
+    assert text.endswith(_CappedWriter.MARKER)
+
+
+def test_the_cut_is_exact_in_bytes_and_surrogates_count_as_written(tmp_path):
+    from orchestrator.containers.telemetry import _CappedWriter, open_log
+
+    path = tmp_path / "log"
+    with open_log(path) as handle:
+        writer = _CappedWriter(handle, 10)
+        writer.write("ab")                # 2 bytes
+        writer.write("\udcff" * 3)        # surrogates: written as '?' by open_log, 3 bytes
+        writer.write("€€€")               # 9 bytes: only one whole € (3 bytes) fits in 5
+        writer.write("more")
+    assert path.read_bytes() == "ab???€".encode() + _CappedWriter.MARKER.encode()
