@@ -4,12 +4,18 @@ Every container and volume selfprog makes carries ``selfprog.owner = host/pid/st
 removes those whose owner process is gone from this host (or whose pid now names another process),
 and, when asked, everything of one run. Containers of a live orchestrator, or made on another
 host, are never touched.
+
+Two sweeps may race (two ``selfprog run`` starting at once, or a sweep and the orchestrator that
+made the container): a container already being removed counts as gone, and its volume, which the
+engine calls "in use" until that removal ends, is waited for a few seconds and otherwise left for
+the next sweep. A race is never an engine failure.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable
 
 import docker
@@ -37,12 +43,20 @@ def claimable(labels: dict[str, str]) -> bool:
     return owner == owner_label() or not owner_alive(owner)
 
 
-def sweep(client: docker.DockerClient, run_id: str | None = None) -> list[str]:
+VOLUME_SETTLE_S = 10.0
+"""How long a sweep waits for a volume whose container another process is removing."""
+
+
+def sweep(client: docker.DockerClient, run_id: str | None = None, *, only_run: bool = False,
+          settle_s: float = VOLUME_SETTLE_S) -> list[str]:
     """Remove selfprog's leftover containers, then volumes; return the names removed.
 
     Args:
         client: a client for the engine.
         run_id: also remove everything labelled with this run, whoever made it.
+        only_run: remove only what ``run_id`` labels, not other dead orchestrators' leftovers.
+        settle_s: how long to wait for a volume still in use by a container being removed; past
+            it the volume is left for the next sweep (not an error, not in the names returned).
 
     Raises:
         EngineError: the engine could not list or remove them.
@@ -50,7 +64,7 @@ def sweep(client: docker.DockerClient, run_id: str | None = None) -> list[str]:
     def stale(labels: dict[str, str]) -> bool:
         if run_id is not None and labels.get(LABEL_RUN) == run_id:
             return True
-        return not owner_alive(labels.get(LABEL_OWNER, ""))
+        return not only_run and not owner_alive(labels.get(LABEL_OWNER, ""))
 
     removed: list[str] = []
     try:
@@ -60,8 +74,7 @@ def sweep(client: docker.DockerClient, run_id: str | None = None) -> list[str]:
                 removed.append(info["Names"][0].lstrip("/") if info.get("Names") else info["Id"])
         volumes = client.api.volumes(filters={"label": LABEL_OWNER}).get("Volumes") or []
         for info in volumes:
-            if stale(info.get("Labels") or {}):
-                _quietly_gone(client.api.remove_volume, info["Name"])
+            if stale(info.get("Labels") or {}) and _remove_volume(client, info["Name"], settle_s):
                 removed.append(info["Name"])
     except DockerException as exc:
         raise EngineError(f"sweeping leftover containers failed: {exc}") from None
@@ -75,6 +88,27 @@ def gone(exc: Exception) -> bool:
         return True
     return (isinstance(exc, APIError) and exc.status_code == 409
             and "already in progress" in str(exc.explanation or ""))
+
+
+def in_use(exc: Exception) -> bool:
+    """Whether a volume removal failed because a container still uses the volume."""
+    return (isinstance(exc, APIError) and exc.status_code == 409
+            and "in use" in str(exc.explanation or ""))
+
+
+def _remove_volume(client: docker.DockerClient, name: str, settle_s: float) -> bool:
+    """Remove a volume; False when a container still holds it after ``settle_s`` seconds."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            _quietly_gone(client.api.remove_volume, name)
+            return True
+        except APIError as exc:
+            if not in_use(exc):
+                raise
+            if time.monotonic() >= deadline:
+                return False
+        time.sleep(0.2)
 
 
 def _quietly_gone(remove: Callable[..., object], ref: str) -> None:

@@ -2,7 +2,8 @@
 
 Docker answers 409 "removal of container ... is already in progress" while another client (a
 second orchestrator's sweep, the one that made it) removes the same container. The race is hard
-to provoke on a real engine at will, so a fake low-level API stands in for it.
+to provoke on a real engine at will in the stage path, so a fake low-level API stands in for it
+there; two sweeps are raced on a real dead container and its volume below.
 """
 
 from __future__ import annotations
@@ -60,10 +61,67 @@ def test_a_sweep_counts_a_removal_already_in_progress_elsewhere_as_gone():
     assert sweep(SimpleNamespace(api=api), run_id="race") == ["selfprog-x", "selfprog-x-out"]
 
 
-def test_a_sweep_still_fails_on_a_conflict_that_is_no_removal_in_progress():
-    api = FakeAPI(None, conflict("remove selfprog-x-out: volume is in use"))
-    with pytest.raises(EngineError, match="volume is in use"):
+def test_a_sweep_still_fails_on_a_conflict_that_is_no_race():
+    api = FakeAPI(None, conflict("remove selfprog-x-out: the driver refused"))
+    with pytest.raises(EngineError, match="the driver refused"):
         sweep(SimpleNamespace(api=api), run_id="race")
+
+
+def test_a_volume_still_in_use_is_left_for_the_next_sweep_not_an_engine_error():
+    api = FakeAPI(conflict(IN_PROGRESS), conflict("remove selfprog-x-out: volume is in use - [c1]"))
+    assert sweep(SimpleNamespace(api=api), run_id="race", settle_s=0.3) == ["selfprog-x"]
+    assert api.calls.count("selfprog-x-out") >= 2, "it waited and tried again"
+
+
+def test_a_volume_freed_while_waiting_is_removed():
+    api = FakeAPI(None, conflict("remove selfprog-x-out: volume is in use - [c1]"))
+    real = api._remove
+
+    def frees_after_two(kind: str, ref: str) -> None:
+        if kind == "volume" and api.calls.count(ref) >= 2:
+            api.errors["volume"] = None
+        real(kind, ref)
+
+    api._remove = frees_after_two  # type: ignore[method-assign]
+    assert sweep(SimpleNamespace(api=api), run_id="race") == ["selfprog-x", "selfprog-x-out"]
+
+
+@pytest.mark.docker
+def test_two_sweeps_racing_on_a_real_dead_container_both_succeed(docker_client, runtime_image):
+    import socket
+    import threading
+    import uuid
+
+    import docker
+
+    run = f"sweep-race-{uuid.uuid4().hex[:8]}"
+    dead = {LABEL_OWNER: f"{socket.gethostname()}/999999999/1", LABEL_RUN: run}
+    volume = docker_client.volumes.create(name=f"selfprog-{run}-out", labels=dead)
+    created = docker_client.api.create_container(
+        runtime_image, entrypoint=["sleep", "300"], labels=dead, name=f"selfprog-{run}",
+        host_config=docker_client.api.create_host_config(
+            mounts=[docker.types.Mount("/out", volume.name, type="volume")]))
+    docker_client.api.start(created["Id"])
+    results: dict[int, object] = {}
+
+    def one(i: int) -> None:
+        try:
+            results[i] = sweep(docker_client, run, only_run=True)
+        except Exception as exc:  # the test reports it, whatever it is
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not [r for r in results.values() if isinstance(r, Exception)], results
+    assert all(f"selfprog-{run}" in r for r in results.values())  # type: ignore[operator]
+    label = {"label": f"{LABEL_RUN}={run}"}
+    assert docker_client.api.containers(all=True, filters=label) == []
+    leftover = docker_client.api.volumes(filters=label).get("Volumes") or []
+    if leftover:  # left for the next sweep by all three: that one removes it
+        assert sweep(docker_client, run, only_run=True) == [volume.name]
 
 
 def test_a_stage_container_being_removed_elsewhere_is_not_an_infra_error():
