@@ -247,7 +247,9 @@ class Program:
 
     def source_files(self) -> dict[str, str]:
         """The editable files as shipped: the seed variant's source."""
-        return {rel: (self.root / rel).read_text() for rel in self.manifest.program.editable}
+        where = self.root / MANIFEST
+        return {rel: self._inside(rel, "program.editable", where).read_text()
+                for rel in self.manifest.program.editable}
 
     def code_files(self) -> list[str]:
         """Every file that goes into a variant's image: the program minus its data tree.
@@ -322,8 +324,11 @@ def check_host_fits(resources: ResourcesSection, where: str | Path, *,
     if resources.cpus > cpus:
         raise ConfigError(f"{where}: resources.cpus = {resources.cpus:g} but this host has "
                           f"{cpus} CPU(s)")
-    for key in ("memory", "disk"):
+    for key, floor in (("memory", MIN_MEMORY), ("disk", MIN_DISK)):
         size = getattr(resources, f"{key}_bytes")
+        if size < floor:  # a model built without validation still meets the floors
+            raise ConfigError(f"{where}: resources.{key} = {getattr(resources, key)!r} is under "
+                              f"the floor of {floor // 1024**2}m")
         if memory and size > memory:
             raise ConfigError(f"{where}: resources.{key} = {getattr(resources, key)!r} is more "
                               f"than this host's {memory // 1024**2} MiB of memory")

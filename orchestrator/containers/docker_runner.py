@@ -67,8 +67,10 @@ class DockerRunner:
 
         Raises:
             GpuUnavailableError: the program needs GPUs and this engine has none.
-            ConfigError: the slot owns fewer GPUs than the program needs.
+            ConfigError: the slot owns fewer GPUs than the program needs, or the engine has
+                fewer CPUs or less memory than it asks for.
         """
+        hard.check_engine_fits(self.client, request.variant.program)
         gpu_ids = self._gpu_ids(request)
         request.folder.mkdir(parents=True, exist_ok=True)
         error: InfraError | None = None

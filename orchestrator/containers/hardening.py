@@ -13,14 +13,16 @@ from __future__ import annotations
 import os
 import re
 import socket
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import docker
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.containers import seccomp
-from orchestrator.program import ResourcesSection
+from orchestrator.program import MANIFEST, Program, ResourcesSection, check_host_fits
 
 USER = "10001:10001"
 LABEL_OWNER = "selfprog.owner"
@@ -118,3 +120,25 @@ def create_kwargs(
     kwargs: dict[str, Any] = dict(environment=env, user=USER, working_dir="/program",
                                   stdin_open=False, tty=False, host_config=host)
     return kwargs
+
+
+@lru_cache(maxsize=8)
+def engine_limits(client: docker.DockerClient) -> tuple[int, int]:
+    """The engine's CPU count and memory in bytes (0 where it does not say or cannot answer)."""
+    try:
+        info = client.info()
+    except docker.errors.DockerException:
+        return 0, 0
+    return int(info.get("NCPU") or 0), int(info.get("MemTotal") or 0)
+
+
+def check_engine_fits(client: docker.DockerClient, program: Program) -> None:
+    """Refuse a program whose resources the engine cannot give, before any container: the engine
+    would answer 400 on create, which is the manifest's fault, not an engine failure to retry.
+
+    Raises:
+        ConfigError: naming the key and what the engine has.
+    """
+    cpus, memory = engine_limits(client)
+    check_host_fits(program.manifest.resources, program.root / MANIFEST,
+                    cpus=cpus or None, memory=memory or None)
