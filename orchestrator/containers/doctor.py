@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-from orchestrator.containers import engine, images
+from orchestrator.containers import engine, images, seccomp
 from orchestrator.errors import EngineError
 
 
@@ -28,6 +28,7 @@ def run_checks(min_free_gb: float = 10) -> list[Check]:
     if client is not None:
         version = client.version().get("Version", "?")
         checks.append(Check("docker engine", True, f"version {version}"))
+        checks.append(seccomp_check(client.info().get("SecurityOptions") or []))
         gpu = engine.gpu_runtime(client)
         gpus = engine.host_gpus()
         checks.append(Check(
@@ -52,3 +53,16 @@ def run_checks(min_free_gb: float = 10) -> list[Check]:
                         "" if free >= min_free_gb else f"free at least {min_free_gb:.0f} GiB "
                         "(`selfprog gc`, `docker image prune`)"))
     return checks
+
+
+def seccomp_check(security_options: list[str]) -> Check:
+    """Every container gets selfprog's seccomp profile: the engine must support seccomp and the
+    profile must know this host's architecture, or every run fails to start."""
+    try:
+        arch = seccomp.architecture()
+    except ValueError as exc:
+        return Check("seccomp", False, str(exc), "run selfprog on an x86-64 or arm64 host")
+    if not any(opt.startswith("name=seccomp") for opt in security_options):
+        return Check("seccomp", False, "the engine has no seccomp support",
+                     "use an engine built with seccomp (Docker's packages are)")
+    return Check("seccomp", True, f"selfprog's profile for {arch}")

@@ -105,3 +105,12 @@ def test_a_container_our_earlier_attempt_left_under_the_name_is_replaced(docker_
     assert out == b"second\n"
     assert not docker_client.api.containers(all=True, filters={"id": left})
     assert not exists(docker_client, again.name)
+
+
+def test_doctor_checks_the_engine_can_apply_selfprogs_seccomp_profile(docker_client):
+    from orchestrator.containers.doctor import run_checks, seccomp_check
+
+    check = next(c for c in run_checks(min_free_gb=0) if c.name == "seccomp")
+    assert check.ok and "SCMP_ARCH_" in check.detail
+    missing = seccomp_check(["name=apparmor", "name=cgroupns"])
+    assert not missing.ok and missing.fix
