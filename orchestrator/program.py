@@ -207,6 +207,15 @@ class Program:
                 raise ConfigError(f"{path}: data.{key} {rel!r} has another file system mounted "
                                   f"inside it ({inner}): it would be shown to the stage")
             resolved[key] = target
+        p = self.manifest.program
+        named = [("program.entrypoint", p.entrypoint), ("program.evaluator", p.evaluator)]
+        named += [("program.editable", rel) for rel in p.editable]
+        for key, rel in named:
+            target = (self.root / rel).resolve()
+            for data_key, folder in resolved.items():
+                if _inside(target, folder):
+                    raise ConfigError(f"{path}: {key} {rel!r} lies in data.{data_key}: data "
+                                      "never goes into an image or a prompt")
         if len(resolved) == 2:
             train, heldout = resolved["train"], resolved["heldout"]
             if _inside(train, heldout) or _inside(heldout, train):

@@ -245,3 +245,24 @@ def test_a_manifest_nested_thousands_deep_is_a_config_error(tmp_path, nest):
     root = make_program(tmp_path, GOOD + f"\n[extra]\nx = {nest}\n")
     with pytest.raises(ConfigError, match="nested too deep|not valid TOML"):
         Program.load(root)
+
+
+@pytest.mark.parametrize(("key", "line"), [
+    ("program.editable", 'editable = ["train.py", "data/heldout/answers.py"]'),
+    ("program.editable", 'editable = ["train.py", "data/train/peek.py"]'),
+])
+def test_a_program_file_inside_a_data_folder_is_refused(tmp_path, key, line):
+    root = make_program(tmp_path, GOOD.replace('editable = ["train.py"]', line))
+    (root / "data/heldout/answers.py").write_text("ANSWERS = [1, 2]\n")
+    (root / "data/train/peek.py").write_text("x = 1\n")
+    with pytest.raises(ConfigError, match=rf"{key.replace('.', '[.]')} .* lies in data\."):
+        Program.load(root)
+
+
+def test_an_entrypoint_linked_into_the_heldout_folder_is_refused(tmp_path):
+    root = make_program(tmp_path)
+    (root / "data/heldout/labels.py").write_text("LABELS = [0, 1]\n")
+    (root / "train.py").unlink()
+    (root / "train.py").symlink_to("data/heldout/labels.py")
+    with pytest.raises(ConfigError, match="program.entrypoint 'train.py' lies in data.heldout"):
+        Program.load(root)
