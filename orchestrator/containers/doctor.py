@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
+
+import docker
 
 from orchestrator.containers import engine, images, seccomp
 from orchestrator.errors import EngineError
@@ -40,6 +43,8 @@ def run_checks(min_free_gb: float = 10) -> list[Check]:
             found = client.images.list(filters={"label": "selfprog.role=runtime"})
             prefix = f"selfprog-runtime:{flavour}-"
             tags = [t for img in found for t in img.tags if t.startswith(prefix)]
+            current = _current_runtime(client, flavour)
+            tags.sort(key=lambda t: t != current)  # the build of these sources first, if made
             wanted = flavour == "cpu" or gpus > 0
             checks.append(Check(
                 f"{flavour} runtime image", bool(tags) or not wanted,
@@ -66,3 +71,15 @@ def seccomp_check(security_options: list[str]) -> Check:
         return Check("seccomp", False, "the engine has no seccomp support",
                      "use an engine built with seccomp (Docker's packages are)")
     return Check("seccomp", True, f"selfprog's profile for {arch}")
+
+
+def _current_runtime(client: docker.DockerClient, flavour: images.Flavour) -> str:
+    """The runtime tag these sources build, from the base ``ensure_base`` would take without
+    pulling ('' when no such base is here to tell)."""
+    base = os.environ.get("BASE_IMAGE") or images.DEFAULT_BASE
+    for candidate in (base, images.OFFLINE_BASE if base == images.DEFAULT_BASE else ""):
+        try:
+            return images.runtime_tag(client, flavour, candidate) if candidate else ""
+        except (docker.errors.DockerException, OSError):
+            continue
+    return ""
