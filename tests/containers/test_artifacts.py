@@ -165,3 +165,40 @@ def test_hard_links_count_against_the_byte_cap_and_dangling_ones_are_problems(tm
     assert report.bytes == 600
     assert any("over the caps" in p and "'out/b'" in p for p in report.problems)
     assert sum("to a file not copied" in p for p in report.problems) == 2
+
+
+@pytest.mark.docker
+def test_a_real_train_stage_leaves_only_plain_names_and_hard_links_as_files(
+        docker_client, runtime_image, tmp_path):
+    """Through the real runner: what a variant writes under /out reaches the host folder only
+    with plain names; a hard link arrives as its own regular file."""
+    import uuid
+
+    from orchestrator.containers.docker_runner import DockerRunner
+    from orchestrator.result import Status
+    from orchestrator.runner import RunRequest, Variant
+    from tests.hostile.kit import make_program
+
+    program = make_program(tmp_path / "program", """
+        names = ["new\\nline.txt", "car\\rriage.txt", "tab\\t.txt", "\\x1b[2J\\x1b[31mred.txt",
+                 "rtl\\u202eexe.txt"]
+        for name in names:
+            (OUT / name).write_text("x")
+        os.makedirs(OUT / "sub\\x07dir", exist_ok=True)
+        (OUT / "sub\\x07dir" / "inner.txt").write_text("x")
+        open(os.path.join(os.fsencode(OUT), b"bad-\\xff.txt"), "w").write("x")
+        os.link(OUT / "answer.txt", OUT / "hard.txt")
+        (OUT / "ok ü.txt").write_text("fine")
+    """)
+    runner = DockerRunner(docker_client, grace_s=1.0, linger_s=30, runtime={"cpu": runtime_image})
+    folder = tmp_path / "variant"
+    result = runner.run(RunRequest(variant=Variant(program, program.source_files()),
+                                   run_id=f"artifacts-{uuid.uuid4().hex[:8]}", folder=folder))
+    assert result.status is Status.OK, result.error
+    artifacts = folder / "artifacts"
+    assert sorted(p.name for p in artifacts.iterdir()) == ["answer.txt", "hard.txt", "ok ü.txt"]
+    assert (artifacts / "hard.txt").read_text() == "42"
+    assert (artifacts / "hard.txt").stat().st_nlink == 1
+    problems = [v for v in result.stages[0].violations if "control characters" in v]
+    assert len(problems) == 8, result.stages[0].violations
+    assert all(p.isascii() and p.isprintable() for p in result.stages[0].violations)
