@@ -266,3 +266,17 @@ def test_an_entrypoint_linked_into_the_heldout_folder_is_refused(tmp_path):
     (root / "train.py").symlink_to("data/heldout/labels.py")
     with pytest.raises(ConfigError, match="program.entrypoint 'train.py' lies in data.heldout"):
         Program.load(root)
+
+
+def test_an_engine_smaller_than_the_host_refuses_what_the_host_would_allow():
+    from orchestrator.program import ResourcesSection, check_host_fits
+
+    res = ResourcesSection(cpus=2, memory="1g")
+    check_host_fits(res, "p", cpus=2, memory=2 * 1024**3)
+    with pytest.raises(ConfigError, match=r"resources\.cpus = 2 but this host has 1 CPU"):
+        check_host_fits(res, "p", cpus=1, memory=2 * 1024**3)
+    with pytest.raises(ConfigError, match=r"resources\.memory = '1g' is more than .* 512 MiB"):
+        check_host_fits(res, "p", cpus=2, memory=512 * 1024**2)
+    unchecked = ResourcesSection.model_construct(cpus=1.0, memory="4m", disk="1g")
+    with pytest.raises(ConfigError, match=r"resources\.memory = '4m' is under the floor of 64m"):
+        check_host_fits(unchecked, "p")

@@ -127,9 +127,9 @@ def engine_limits(client: docker.DockerClient) -> tuple[int, int]:
     """The engine's CPU count and memory in bytes (0 where it does not say or cannot answer)."""
     try:
         info = client.info()
-    except docker.errors.DockerException:
-        return 0, 0
-    return int(info.get("NCPU") or 0), int(info.get("MemTotal") or 0)
+        return int(info.get("NCPU") or 0), int(info.get("MemTotal") or 0)
+    except (docker.errors.DockerException, AttributeError, TypeError, ValueError):
+        return 0, 0  # the engine's own refusal (on create) is then all there is
 
 
 def check_engine_fits(client: docker.DockerClient, program: Program) -> None:
