@@ -190,11 +190,11 @@ class DockerRunner:
               attempt: int, volume: Volume | None, artifacts: Path) -> StageSpec:
         program = request.variant.program
         res = program.manifest.resources
-        data = program.manifest.data.train if stage == "train" else program.manifest.data.heldout
+        data = program.data_path(stage)
         mounts = [Mount(OUT, volume.name, type="volume") if volume is not None
-                  else Mount(OUT, str(artifacts.resolve()), type="bind", read_only=True)]
+                  else hard.readonly_bind(OUT, artifacts.resolve())]
         if data:
-            mounts.append(Mount(DATA, str(program.data_path(stage)), type="bind", read_only=True))
+            mounts.append(hard.readonly_bind(DATA, data))
         env = {
             "SELFPROG_STAGE": stage, "SELFPROG_OUT": OUT, "SELFPROG_DATA": DATA,
             "SELFPROG_SEED": str(request.seed), "SELFPROG_PROGRAM": program.name,

@@ -72,6 +72,15 @@ def labels(run_id: str, variant_id: str, stage: str) -> dict[str, str]:
             LABEL_STAGE: stage}
 
 
+def readonly_bind(target: str, source: Path) -> Mount:
+    """A read-only bind mount of a host folder that does NOT carry the folder's submounts: the
+    engine's binds are recursive, and on Docker 20.10 a read-only bind leaves a submount
+    (``/proc``, a cgroup, another run's volume) writable inside the container."""
+    mount = Mount(target, str(source), type="bind", read_only=True)
+    mount["BindOptions"] = {"NonRecursive": True}
+    return mount
+
+
 def create_kwargs(
     resources: ResourcesSection,
     hardening: Hardening,

@@ -225,3 +225,37 @@ def test_a_file_system_mounted_inside_a_data_folder_is_refused(program):
     finally:
         subprocess.run(["umount", str(inner)], check=True)
     assert Program.load(program.root).name == "hostile"
+
+
+def test_a_file_system_mounted_in_a_data_folder_after_loading_stays_out_of_the_container(
+        runner, docker_client, tmp_path):
+    """The load-time check cannot see the future: the mount itself is non-recursive, so a file
+    system mounted under the data folder later is an empty folder inside the container."""
+    program = make_program(tmp_path / "program", """
+        from pathlib import Path
+        inner = Path("/data/mnt")
+        seen = sorted(os.listdir(inner)) if inner.is_dir() else None
+        print("INNER", seen)
+        if seen:
+            print("LEAK saw the submount", seen)
+        mounts = [li.split()[4] for li in open("/proc/self/mountinfo")]
+        print("UNDER DATA", [m for m in mounts if m.startswith("/data/")])
+    """)
+    inner = program.root / "data" / "train" / "mnt"
+    inner.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(inner)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("this host does not let the test mount a tmpfs")
+    try:
+        (inner / "host-only.txt").write_text(HOST_SECRET)
+        run_id = f"manifest-submount-{uuid.uuid4().hex[:6]}"
+        result = runner.run(RunRequest(variant=Variant(program, program.source_files()),
+                                       run_id=run_id, folder=tmp_path / "variant"))
+    finally:
+        subprocess.run(["umount", str(inner)], check=True)
+    log = (tmp_path / "variant" / "train.log").read_text()
+    assert result.status is Status.OK, (result.error, log[-2000:])
+    assert "INNER []" in log and "UNDER DATA []" in log and "LEAK" not in log
+    _nothing_left(docker_client, run_id)
