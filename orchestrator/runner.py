@@ -84,3 +84,9 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the connection to the engine."""
         ...
+
+
+def cpu_cap(budget_s: float, cpus: float) -> float:
+    """CPU-seconds a CPU TRAIN stage may use: its budget on every core it has, half again for
+    start-up and export, plus 10 s. A variant that drops the budget check gains nothing past it."""
+    return budget_s * cpus * 1.5 + 10.0

@@ -31,7 +31,7 @@ from orchestrator.containers.variant_image import ImageCache
 from orchestrator.errors import ConfigError, GpuUnavailableError, ImageError, InfraError
 from orchestrator.program import Program
 from orchestrator.result import StageResult, Status, VariantResult
-from orchestrator.runner import RunRequest
+from orchestrator.runner import RunRequest, cpu_cap
 
 OUT = "/out"
 DATA = "/data"
@@ -217,12 +217,6 @@ class DockerRunner:
             cpu_limit_s=cpu_cap(res.budget_s(False), cpus) if stage == "train" and not gpu_ids
             else None,
             copy_out=artifacts if stage == "train" else None, copy_cap=res.disk_bytes)
-
-
-def cpu_cap(budget_s: float, cpus: float) -> float:
-    """CPU-seconds a CPU TRAIN stage may use: its budget on every core it has, half again for
-    start-up and export, plus 10 s. A variant that drops the budget check gains nothing past it."""
-    return budget_s * cpus * 1.5 + 10.0
 
 
 class _Background:

@@ -75,6 +75,10 @@ class EvolveConfig(Frozen):
     """When the run stops."""
     slots: SlotsConfig = SlotsConfig()
     """Parallel sandbox slots."""
+    from_spec: bool = False
+    """Start with no reference: the shipped source is never run nor shown, generation 0 is
+    written by the model from the task's spec (``task.toml``), and the drafts that run ``ok``
+    become the population. Needs a language-model backend (``hf`` or ``openai``)."""
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None,

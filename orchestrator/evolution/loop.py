@@ -14,6 +14,7 @@ next job. The store's writes return what they made, so the loop never reads back
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import shutil
@@ -26,11 +27,11 @@ from typing import Protocol, runtime_checkable
 
 from orchestrator.checkpoints import checkpoint
 from orchestrator.errors import ConfigError
+from orchestrator.evolution import feedback
 from orchestrator.evolution.config import EvolveConfig
 from orchestrator.evolution.selection import Candidate, Population, Verdict, make_strategy
 from orchestrator.evolution.slots import Done, Job, Slot, SlotPool
 from orchestrator.generators.base import (
-    Failure,
     GenerationCall,
     GenerationRequest,
     Generator,
@@ -85,6 +86,8 @@ class Evolution:
         self.t0 = time.monotonic()
         self.pool = SlotPool(slots, runner, store.run_id, gate=self._time_left)
         self.files: dict[str, dict[str, str]] = {}
+        self.judged: dict[str, VariantRecord] = {}
+        """Every variant selection has judged, as it was then (what feedback reads)."""
         self.evals: dict[int, EvalRow] = {}
         """Every evaluation submitted to the slots, by id, as it was when submitted."""
         self.outstanding = 0
@@ -122,50 +125,78 @@ class Evolution:
             if self.stop_reason is None:
                 self.propose(self.select_parent())
 
-    def select_parent(self) -> Parent:
+    def select_parent(self) -> Parent | None:
+        """The parent of the next proposal; None: write the program from its spec (a
+        ``from_spec`` run before any draft has run ``ok``)."""
         pick = self.population.pick(self.rng)
+        if pick is None and self.cfg.from_spec:
+            return None
         vid = pick.variant_id if pick else self.seed_id
         history = tuple((a.id, a.value) for a in reversed(self.store.ancestors(vid)))
         metrics = {self.metric: pick.value} if pick and pick.value is not None else {}
-        return Parent(vid, self.files[vid], metrics, history)
+        record = self.judged.get(vid)
+        return Parent(vid, self.files[vid], metrics, history,
+                      profile=feedback.profile(record.evaluations[0] if record else None))
 
-    def propose(self, parent: Parent) -> None:
-        """Generate one proposal from ``parent``, validate it and record it (queued to run).
+    def request(self, parent: Parent | None, seen: set[str]) -> GenerationRequest:
+        """What the generator is told: the parent, what was tried from it and how it did, why
+        recent attempts failed, the run's terms, and a focus that turns with every call."""
+        calls = self.store.call_count()
+        prompt = self.cfg.generator.prompt
+        tried: tuple[feedback.Tried, ...] = ()
+        if parent is not None:
+            value = parent.metrics.get(self.metric)
+            tried = feedback.tried(self.store, parent.variant_id, self.judged,
+                                   self.program.manifest.metric.goal, value, self.noise,
+                                   prompt.max_tried)
+        return GenerationRequest(
+            self.program, (parent,) if parent is not None else (),
+            feedback.failures(self.store, prompt.max_failures), n=1,
+            seed=self.cfg.seed + calls, seen=frozenset(seen), tried=tried,
+            facts=feedback.run_facts(self.program, self.noise), focus=feedback.focus(calls),
+            from_spec=parent is None)
+
+    def propose(self, parent: Parent | None) -> None:
+        """Generate one proposal from ``parent`` (None: from the spec), validate it and record
+        it (queued to run).
 
         A generator reports what went wrong with a model's output as a rejected proposal; an
         exception out of it is a bug and stops the run (which resumes from the store).
         """
         seen = self.store.seen_hashes()
-        request = GenerationRequest(self.program, (parent,), self.recent_failures(), n=1,
-                                    seed=self.cfg.seed + self.store.call_count(),
-                                    seen=frozenset(seen))
+        request = self.request(parent, seen)
         checkpoint("generate")
         proposals = self.generator.propose(request)
+        parent_id = parent.variant_id if parent is not None else None
         if not proposals:
             call = GenerationCall(self.generator.name, "", "", "", error="no proposal returned")
-            self.store.add_call(call, parent.variant_id, "error")
+            self.store.add_call(call, parent_id, "error")
             self.rejections += 1
         for proposal in proposals:
+            if parent is None and proposal.call is not None:
+                proposal.call.kind = "spec"
             self.admit(proposal, parent, seen)
 
-    def admit(self, proposal: Proposal, parent: Parent, seen: set[str]) -> None:
+    def admit(self, proposal: Proposal, parent: Parent | None, seen: set[str]) -> None:
         """Record a proposal: rejected, a duplicate of a hash in ``seen``, or a new variant
         queued to run (its hash then joins ``seen`` for the next proposal of the batch)."""
-        reason = proposal.rejection or self.validate(proposal, parent.files, seen)
+        parent_id = parent.variant_id if parent is not None else None
+        before = parent.files if parent is not None else self.files[self.seed_id]
+        reason = proposal.rejection or self.validate(proposal, before, seen)
         if reason is not None or proposal.files is None:
-            self.store.add_call(proposal.call, parent.variant_id, "rejected",
+            self.store.add_call(proposal.call, parent_id, "rejected",
                                 rejection=reason or "no files")
             self.rejections += 1
             return
         full = variant_hash(proposal.files)
         if full in seen:
-            self.store.add_call(proposal.call, parent.variant_id, "duplicate", variant_id=full[:16])
+            self.store.add_call(proposal.call, parent_id, "duplicate", variant_id=full[:16])
             self.rejections += 1
             return
         self.rejections = 0
         seen.add(full)
-        self.add_variant(proposal.files, parent.variant_id, proposal.call,
-                         [(self.cfg.seed, "first")])
+        self.add_variant(proposal.files, parent_id, proposal.call, [(self.cfg.seed, "first")],
+                         drafted=parent is None)
 
     def record(self, done: Done) -> None:
         """Store a finished evaluation (or queue it again), then settle its variant."""
@@ -202,6 +233,8 @@ class Evolution:
         recheck = max(e.seed for e in evs) + 1 if verdict is Verdict.RECHECK else None
         follow_up = self.store.set_verdict(vid, verdict.value, value, noise=measured,
                                            recheck_seed=recheck)
+        self.judged[vid] = VariantRecord(
+            dataclasses.replace(record.variant, verdict=verdict.value, value=value), evs)
         if measured is not None:
             self._noise = measured
         best = self.population.best
@@ -230,6 +263,8 @@ class Evolution:
                 self.cfg.selection.noise_seeds
             purpose = "first" if n == 1 else "noise"
             seeds = [(self.cfg.seed + i, purpose) for i in range(n)]
+            if self.cfg.from_spec:  # the shipped source is recorded, never run nor shown
+                seeds = []
             self._seed_id = self.add_variant(self.program.source_files(), None, None, seeds)
             return
         self._seed_id = rows[0].id
@@ -253,10 +288,12 @@ class Evolution:
 
     # --- details -------------------------------------------------------------------------
     def add_variant(self, files: dict[str, str], parent_id: str | None,
-                    call: GenerationCall | None, seeds: list[tuple[int, str]]) -> str:
-        """Store a new variant with its evaluations queued, submit them, and return its id."""
+                    call: GenerationCall | None, seeds: list[tuple[int, str]],
+                    drafted: bool = False) -> str:
+        """Store a new variant with its evaluations queued, submit them, and return its id.
+        A ``drafted`` one was written from the spec: no parent, its diff is against the seed."""
         vid = Variant(self.program, files).id
-        seed_files = self.files.get(self.seed_id, files) if parent_id else files
+        seed_files = self.files.get(self.seed_id, files) if parent_id or drafted else files
         record = self.store.add_variant(
             vid=vid, full_hash=variant_hash(files), parent_id=parent_id, files=files,
             diff=unified_diff(self.files[parent_id], files) if parent_id else "",
@@ -274,10 +311,6 @@ class Evolution:
         self.pool.submit(Job(ev.id, variant, ev.folder, ev.seed,
                              0 if ev.purpose == "recheck" else 1))
         self.outstanding += 1
-
-    def recent_failures(self) -> tuple[Failure, ...]:
-        return tuple(Failure(e.variant_id, e.status.value if e.status else "?", e.error or "")
-                     for e in self.store.failed_evaluations(last=3))
 
     def _budget_spent(self) -> str | None:
         budget = self.cfg.budget

@@ -20,12 +20,28 @@ from orchestrator.program import Program, variant_hash
 
 
 @dataclass(frozen=True)
+class Profile:
+    """How the parent trained and what it cost: what an ML engineer looks at before a change."""
+
+    curve: tuple[tuple[int, tuple[tuple[str, float], ...]], ...] = ()
+    """(step, ((metric, value), ...)) points of its training's progress, sampled evenly."""
+    metrics: tuple[tuple[str, float], ...] = ()
+    """Everything its evaluator reported (the selection metric, parameter count ...)."""
+    train_s: float | None = None
+    """Wall-clock seconds its TRAIN stage took."""
+    peak_memory_bytes: int | None = None
+    """The TRAIN container's peak memory."""
+
+
+@dataclass(frozen=True)
 class Parent:
     variant_id: str
     files: dict[str, str] = field(hash=False)
     metrics: dict[str, float] = field(hash=False, default_factory=dict)
     history: tuple[tuple[str, float | None], ...] = ()
     """(variant id, metric) of its ancestors, oldest first."""
+    profile: Profile | None = field(default=None, hash=False)
+    """Its training curve and costs, when it has run (None: the caller did not look)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,37 @@ class Failure:
     status: str
     error_tail: str
     """The last lines of the failing stage's log or the rejection reason."""
+    diff: str = ""
+    """What the failed change was (unified diff against its parent), when known."""
+    log_tail: str = ""
+    """The end of the failing stage's log: the traceback a crash printed."""
+
+
+@dataclass(frozen=True)
+class Tried:
+    """A change already tried from the parent (or nearby), with how it did."""
+
+    variant_id: str
+    diff: str
+    value: float | None
+    """Its metric; None when it failed or has not finished."""
+    outcome: str
+    """``better``, ``worse``, ``within noise``, a failure status, or ``running``."""
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The run's fixed terms, as the model should read them."""
+
+    budget_s: float
+    """The training budget the program is told (``SELFPROG_TIME_BUDGET_S``)."""
+    budget_counts: str
+    """What the budget counts and what enforces it, in words."""
+    memory_bytes: int
+    cpus: float
+    gpus: int
+    noise: float | None
+    """The noise floor of the metric: a difference smaller than this is not a result."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +98,16 @@ class GenerationRequest:
     spec: str | None = None
     """The task's description when writing a program from a spec (no parents); None: use the
     program's own description."""
+    tried: tuple[Tried, ...] = ()
+    """Changes already tried from the parent, worse ones included (not to be proposed again)."""
+    facts: RunFacts | None = None
+    """Budget, resources and noise floor; None: the prompt leaves them out."""
+    focus: str = ""
+    """What this proposal should change (``architecture``, ``capacity``, ``learning dynamics``);
+    varied across proposals from one parent so they do not all get the same prompt."""
+    from_spec: bool = False
+    """With no parents: write the program from its spec alone, never shown the shipped source
+    (a task's reference solution)."""
 
 
 def starts(request: GenerationRequest, seed_files: dict[str, str],

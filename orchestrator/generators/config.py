@@ -24,6 +24,10 @@ class PromptConfig(Frozen):
     """Lines kept from the end of each failure's error text."""
     max_history: int = Field(default=8, ge=0, le=200)
     """Most ancestors whose metric is listed in a prompt (the newest are kept)."""
+    max_tried: int = Field(default=6, ge=0, le=100)
+    """Most changes already tried from the parent shown with their outcome (newest kept)."""
+    diff_lines: int = Field(default=30, ge=1, le=2000)
+    """Lines kept of each tried or failed change's diff."""
 
 
 class ValidationConfig(Frozen):

@@ -178,6 +178,20 @@ class Store:
             (vid,))
         return [VariantRow.from_row(self.folder, r) for r in rows]
 
+    def children(self, parent_id: str, last: int = 20) -> list[VariantRow]:
+        """The ``last`` variants made from ``parent_id``, oldest first: what was tried from it."""
+        rows = self._db.execute("SELECT * FROM variants WHERE parent_id = ? ORDER BY idx DESC "
+                                "LIMIT ?", (parent_id, last)).fetchall()
+        return [VariantRow.from_row(self.folder, r) for r in reversed(rows)]
+
+    def rejected_calls(self, last: int) -> list[dict[str, Any]]:
+        """The ``last`` generation calls whose answer was rejected, oldest first: their parent
+        and reason (not their text)."""
+        rows = self._db.execute("SELECT id, parent_id, rejection FROM generation_calls "
+                                "WHERE outcome = 'rejected' ORDER BY id DESC LIMIT ?",
+                                (last,)).fetchall()
+        return [dict(r) for r in reversed(rows)]
+
     def seen_hashes(self) -> set[str]:
         """The content hash of every variant, to refuse a proposal that repeats one."""
         return {r["hash"] for r in self._db.execute("SELECT hash FROM variants")}
