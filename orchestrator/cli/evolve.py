@@ -31,6 +31,9 @@ def evolve(
                                                    "selection.k=3 (repeatable).")] = None,
     live: Annotated[bool, typer.Option(help="Live progress: a table on a terminal, a line per "
                                        "finished evaluation in a log.")] = True,
+    from_spec: Annotated[bool, typer.Option(
+        "--from-spec", help="A task with no reference: the model writes generation 0 from "
+        "task.toml (hf or openai backend).")] = False,
 ) -> None:
     """Evolve a program: generate, build, run and select variants until the budget is spent."""
     from orchestrator.cli.live import LineView, LiveView
@@ -41,7 +44,7 @@ def evolve(
     named: dict[str, Any] = {
         "program": program, "budget.variants": variants, "slots.count": slots,
         "budget.wall_time_s": minutes * 60 if minutes is not None else None,
-        "generator.backend": generator, "run_id": run_id}
+        "generator.backend": generator, "run_id": run_id, "from_spec": from_spec or None}
     overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in named.items()
                  if v is not None}
     overrides.update(parse_override(s) for s in set_ or [])

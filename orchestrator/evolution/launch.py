@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.errors import Interrupted, StoreError
+from orchestrator.errors import ConfigError, Interrupted, StoreError
 from orchestrator.evolution.config import EvolveConfig, load_config
 from orchestrator.evolution.loop import Evolution, Outcome
 from orchestrator.evolution.slots import plan_slots
@@ -26,6 +26,7 @@ from orchestrator.runner import Backend
 from orchestrator.runs.report import write_report
 from orchestrator.runs.store import DB, Store
 from orchestrator.runs.summary import write_outputs
+from orchestrator.task import TASK_FILE
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         slots = plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)), backend.host_gpus())
         runner = backend.runner(gpu=any(s.gpu_ids for s in slots))
         generator = make_generator(cfg.generator)
+        check_from_spec(cfg, program, generator.name)
         evolution = Evolution(cfg, store, program, runner, generator, slots, sweep=backend.sweep)
         log.info("run %s: %s, %d slot(s), folder %s", store.run_id, program.name, len(slots),
                  store.folder)
@@ -125,3 +127,24 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
     finally:
         store.close()
     return Finished(outcome, store.folder, report, summary)
+
+
+SPEC_WRITERS = ("hf", "openai")
+"""Backends that can write a program from its spec (they follow instructions)."""
+
+
+def check_from_spec(cfg: EvolveConfig, program: Program, backend: str) -> None:
+    """Refuse a ``from_spec`` run that cannot be one: a program without ``task.toml``, or a
+    backend that only edits existing source.
+
+    Raises:
+        ConfigError: naming what to change.
+    """
+    if not cfg.from_spec:
+        return
+    if not (program.root / TASK_FILE).is_file():
+        raise ConfigError(f"--from-spec needs a task: {program.root} has no {TASK_FILE} "
+                          "(see selfprog new-task)")
+    if backend not in SPEC_WRITERS:
+        raise ConfigError(f"--from-spec needs a backend that writes programs from a spec "
+                          f"({' or '.join(SPEC_WRITERS)}); the generator is {backend!r}")

@@ -48,7 +48,8 @@ def write_report(store: Store, program: Program, path: Path | None = None) -> Pa
              f"<h1>Run {html.escape(store.run_id)} — {html.escape(program.name)}</h1>",
              _header(data), "<h2>Best so far</h2>", curve_svg(variants, status, goal),
              _legend(), "<h2>Lineage</h2>", lineage_html(variants, status),
-             "<h2>Variants</h2>", _table(variants, status)]
+             *spec_html(store, status),
+             "<h2>Variants</h2>", _table(variants, status, drafted(store))]
     path.write_text("\n".join(parts))
     return path
 
@@ -118,7 +119,30 @@ def lineage_html(variants: list[VariantRow], status: dict[str, str]) -> str:
     return f'<ul class="tree" id="lineage">{"".join(node(v) for v in children[None])}</ul>'
 
 
-def _table(variants: list[VariantRow], status: dict[str, str]) -> str:
+def drafted(store: Store) -> set[str]:
+    """Variants a model wrote from the task's spec (``--from-spec``), not by editing a parent."""
+    return {c["variant_id"] for c in store.calls()
+            if c["kind"] == "spec" and c["outcome"] == "variant" and c["variant_id"]}
+
+
+def spec_html(store: Store, status: dict[str, str]) -> list[str]:
+    """The report's part on drafts written from the spec: how many calls, which became
+    variants, how each ran. Nothing for a run that started from a reference."""
+    calls = [c for c in store.calls() if c["kind"] == "spec"]
+    if not calls:
+        return []
+    made = [c["variant_id"] for c in calls if c["outcome"] == "variant" and c["variant_id"]]
+    ok = [v for v in made if status.get(v) == "ok"]
+    rows = [f'<li><a href="#v{html.escape(v)}">{html.escape(v)}</a>: '
+            f'{html.escape(status.get(v, "pending"))}</li>' for v in made]
+    return ["<h2>Written from the spec</h2>",
+            f"<p>{len(calls)} first drafts asked for, {len(made)} became variants, {len(ok)} "
+            "ran ok. Every other variant descends from one of these.</p>",
+            "<ul>" + "".join(rows) + "</ul>"]
+
+
+def _table(variants: list[VariantRow], status: dict[str, str],
+           from_spec: set[str] | None = None) -> str:
     rows = ["<table><tr><th>#</th><th>variant</th><th>parent</th><th>status</th><th>value</th>"
             "<th>verdict</th></tr>"]
     for v in variants:
@@ -126,7 +150,8 @@ def _table(variants: list[VariantRow], status: dict[str, str]) -> str:
         rows.append(f'<tr id="v{v.id}"><td>{v.idx}</td><td>{v.id}</td><td>{v.parent_id or ""}'
                     f'</td><td>{status.get(v.id, "pending")}</td><td>{val}</td>'
                     f'<td>{v.verdict or ""}</td></tr>')
-        diff = v.diff or "(the seed)"
+        diff = v.diff or ("(written from the spec)" if v.id in (from_spec or set())
+                          else "(the seed)")
         rows.append(f'<tr><td></td><td colspan="5"><details><summary>diff</summary>'
                     f'<pre class="diff">{html.escape(diff)}</pre></details></td></tr>')
     return "\n".join([*rows, "</table>"])
