@@ -79,9 +79,12 @@ class LMGenerator:
                 out.append(rejected(_pid(parent), call, failed))
                 continue
             base = parent.files if parent else seed_files
+            limits = self.config.validation
+            if request.from_spec:  # a first draft is not a rewrite of the reference it never saw
+                limits = limits.model_copy(update={"min_rewrite_fraction": 0.0})
             proposal = proposal_from_answer(
                 call.response, parent_id=_pid(parent), parent=base, seed_files=seed_files,
-                editable=editable, seen=seen, call=call, limits=self.config.validation,
+                editable=editable, seen=seen, call=call, limits=limits,
             )
             if proposal.valid and proposal.files is not None:
                 seen.add(variant_hash(proposal.files))
