@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.errors import Interrupted, StoreError
+from orchestrator.errors import Interrupted, NoProposalsError, StoreError
 from orchestrator.evolution.config import EvolveConfig, load_config
 from orchestrator.evolution.loop import Evolution, Outcome
 from orchestrator.evolution.slots import plan_slots
@@ -101,10 +101,12 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         Interrupted: Ctrl-C; the run's containers are removed and it resumes later (exit 130).
     """
     cfg, store, program = open_run(config, overrides, resume)
+    no_proposals: str | None = None
     try:
+        generator = make_generator(cfg.generator)
+        check_generator(generator)
         slots = plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)), backend.host_gpus())
         runner = backend.runner(gpu=any(s.gpu_ids for s in slots))
-        generator = make_generator(cfg.generator)
         evolution = Evolution(cfg, store, program, runner, generator, slots, sweep=backend.sweep)
         log.info("run %s: %s, %d slot(s), folder %s", store.run_id, program.name, len(slots),
                  store.folder)
@@ -122,6 +124,31 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         store.set_run(state="interrupted")
         raise Interrupted(f"interrupted: resume with selfprog evolve --resume {store.run_id}"
                           ) from None
+        no_proposals = _nothing_proposed(store)
     finally:
         store.close()
+    if no_proposals is not None:
+        raise NoProposalsError(f"{no_proposals}; the run is stored: {report}")
     return Finished(outcome, store.folder, report, summary)
+
+
+def check_generator(generator: object) -> None:
+    """A backend that talks to a server checks it first (``check``: the endpoint answers, the
+    model exists), so a wrong URL fails in seconds, before any container is built.
+
+    Raises:
+        ConfigError: the check failed; the message names the setting to fix.
+    """
+    check = getattr(generator, "check", None)
+    if callable(check):
+        log.info("generator endpoint answers: %s", check())
+
+
+def _nothing_proposed(store: Store) -> str | None:
+    """Why the run made no variant at all although its generator was called, or None."""
+    totals = store.call_totals()
+    if totals["calls"] == 0 or totals["variants"] > 0:
+        return None
+    reasons = ", ".join(f"{n} {why}" for why, n in totals["rejections"].items())
+    return (f"the generator made no valid proposal in {totals['calls']} call(s) ({reasons}); "
+            f"last: {(store.last_rejection() or '?')[:300]}")

@@ -287,6 +287,21 @@ class Evolution:
             return "wall time"
         if self.rejections >= budget.max_rejections:
             return f"generator gave no new variant in {self.rejections} calls"
+        return self._generator_budget_spent()
+
+    def _generator_budget_spent(self) -> str | None:
+        """The generator's token or money budget (``generator.budget``), when one is set."""
+        gen = self.cfg.generator
+        if gen.budget.tokens is None and gen.budget.usd is None:
+            return None
+        totals = self.store.call_totals()
+        used = totals["tokens_in"] + totals["tokens_out"]
+        if gen.budget.tokens is not None and used >= gen.budget.tokens:
+            return f"token budget ({used} of {gen.budget.tokens} tokens used)"
+        if gen.budget.usd is not None and gen.price is not None:
+            cost = gen.price.cost(totals["tokens_in"], totals["tokens_out"])
+            if cost >= gen.budget.usd:
+                return f"money budget (${cost:.4f} of ${gen.budget.usd:g} spent)"
         return None
 
     def _time_left(self) -> bool:
