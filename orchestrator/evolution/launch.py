@@ -119,12 +119,12 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
                 observer.stop()
         summary = write_outputs(store, program, summary_md)
         report = write_report(store, program)
+        no_proposals = _nothing_proposed(store)
     except KeyboardInterrupt:  # stop this run's containers now; pending work waits for --resume
         backend.sweep(store.run_id)
         store.set_run(state="interrupted")
         raise Interrupted(f"interrupted: resume with selfprog evolve --resume {store.run_id}"
                           ) from None
-        no_proposals = _nothing_proposed(store)
     finally:
         store.close()
     if no_proposals is not None:

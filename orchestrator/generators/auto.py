@@ -113,9 +113,7 @@ def choose(config: GeneratorConfig) -> tuple[Generator, str]:
         seen = ("generator.openai.base_url is set" if config.openai.base_url
                 else "OPENAI_BASE_URL is set in the environment")
         generator = _build("openai", config)
-        model = _what(generator) if getattr(generator, "model_name", "") else (
-            "the model the server lists")
-        return generator, (f"generator: openai ({model} at "
+        return generator, (f"generator: openai ({_what(generator)} at "
                            f"{getattr(generator, 'base_url', '?')}): {seen}")
     if config.hf.model:
         try:
@@ -133,6 +131,8 @@ def choose(config: GeneratorConfig) -> tuple[Generator, str]:
 
 
 def _what(generator: Generator) -> str:
+    if getattr(generator, "name", "") == "openai" and not getattr(generator, "model_name", ""):
+        return "the one model the server lists"
     return getattr(generator, "model_name", "") or "no model"
 
 
