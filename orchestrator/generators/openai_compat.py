@@ -40,6 +40,8 @@ _TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 _CONTEXT_WORDS = re.compile(
     r"context[ _-]?(length|window|size)|maximum context|too many tokens|prompt is too long|"
     r"exceeds? the (model'?s? )?(maximum|max)|input is too long|n_ctx", re.IGNORECASE)
+_STATED_LIMIT = re.compile(r"(?:maximum context length|context length|n_ctx)\D{0,20}(\d{3,7})",
+                           re.IGNORECASE)
 _PROBE_TIMEOUT_S = 10.0
 
 
@@ -93,10 +95,35 @@ class OpenAIGenerator(LMGenerator):
         self._param_switched = False
         self._stream_options = True
         self._lock = threading.Lock()
+        self._contexts: dict[str, int] = {}
+        """Context length per model, where ``/models`` lists one."""
+        self._server_context: int | None = None
+        """The context length the server reports (``/models``) or a context error names."""
+        self._chars_per_token: float | None = None
+        """Characters per prompt token, measured from the server's ``usage`` (the smallest
+        ratio seen: the safe side); None until a call reports it."""
 
     @property
     def context_tokens(self) -> int:
+        """``context_tokens`` as configured, or less where the server says it has less."""
+        if self._server_context is not None:
+            return min(self.endpoint.context_tokens, self._server_context)
         return self.endpoint.context_tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Three characters a token until the server's ``usage`` tells the real ratio; then
+        that ratio, with a tenth and 16 tokens to spare (the chat template's own tokens)."""
+        if self._chars_per_token is None:
+            return super().count_tokens(text)
+        return int(len(text) / self._chars_per_token * 1.1) + 16
+
+    def _learn(self, prompt: Prompt, usage: dict) -> None:
+        served = _tokens(usage.get("prompt_tokens"))
+        if served and len(prompt.text) > 200:
+            ratio = len(prompt.text) / served
+            with self._lock:
+                if self._chars_per_token is None or ratio < self._chars_per_token:
+                    self._chars_per_token = max(ratio, 0.5)
 
     # -- the start-of-run check ----------------------------------------------------------------
     def check(self) -> str:
@@ -126,15 +153,25 @@ class OpenAIGenerator(LMGenerator):
             raise ConfigError(f"model {self.model_name!r} is not served at {self.base_url} "
                               f"(it serves: {', '.join(models) or 'nothing'}): set "
                               "generator.openai.model or OPENAI_MODEL")
+        self._use_served_context()
         return f"{self.model_name} at {self._url.scheme}://{self._url.netloc}{self._prefix}"
 
     def _models(self) -> list[str] | None:
         data = self._exchange("GET", "/models", None, {}, timeout=_PROBE_TIMEOUT_S)
         try:
-            listed = json.loads(data)["data"]
-            return [str(m["id"]) for m in listed if isinstance(m, dict) and "id" in m]
+            listed = [m for m in json.loads(data)["data"] if isinstance(m, dict) and "id" in m]
         except (ValueError, KeyError, TypeError):
             return None
+        self._contexts = {str(m["id"]): n for m in listed
+                          for n in [_tokens(m.get("max_model_len") or m.get("context_length")
+                                            or m.get("max_context_length"))] if n}
+        return [str(m["id"]) for m in listed]
+
+    def _use_served_context(self) -> None:
+        """The context length vLLM (``max_model_len``) and others list for the model."""
+        found = self._contexts.get(self.model_name)
+        if found and found >= 256:
+            self._server_context = found
 
     # -- generation ---------------------------------------------------------------------------
     def complete(self, prompts: list[Prompt], seed: int) -> list[GenerationCall]:
@@ -153,6 +190,7 @@ class OpenAIGenerator(LMGenerator):
                 if not self.model_name:
                     try:
                         self.model_name = _only_model(self._models(), self.base_url)
+                        self._use_served_context()
                     except ConfigError as exc:
                         raise _CallFailed(str(exc), False) from None
                 answers.put(self._attempts(prompt, seed, deadline, live))
@@ -172,6 +210,7 @@ class OpenAIGenerator(LMGenerator):
             record.error = str(outcome)
             return record
         usage = outcome.usage
+        self._learn(prompt, usage)
         record.response = outcome.text
         record.finish_reason = outcome.finish_reason
         record.tokens_in = _tokens(usage.get("prompt_tokens")) or self.count_tokens(prompt.text)
@@ -296,6 +335,9 @@ class OpenAIGenerator(LMGenerator):
         if response.status != 200:
             snippet = data[:300].decode(errors="replace")
             if response.status in (400, 413) and _CONTEXT_WORDS.search(snippet):
+                limit = _STATED_LIMIT.search(snippet)
+                if limit and int(limit.group(1)) >= 256:
+                    self._server_context = int(limit.group(1))
                 raise _CallFailed(f"{CONTEXT_ERROR}HTTP {response.status}: {snippet}",
                                   retry=False, status=response.status)
             retry = response.status == 429 or response.status >= 500

@@ -35,6 +35,8 @@ class Answer:
 class Script:
     answers: list[Answer]
     models: list[str] = field(default_factory=lambda: ["scripted-coder"])
+    model_context: int | None = None
+    """Listed as each model's ``max_model_len`` (as vLLM does) when set."""
     completion_tokens_only: bool = False
     """Refuse ``max_tokens`` with a 400 naming ``max_completion_tokens`` (as OpenAI's API does
     for its reasoning models)."""
@@ -67,8 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.script.paths.append(self.path)
         if self.path != "/v1/models":
             return self._json(404, {"error": {"message": f"no route {self.path}"}})
+        extra = {"max_model_len": self.script.model_context} if self.script.model_context else {}
         return self._json(200, {"object": "list", "data": [
-            {"id": m, "object": "model"} for m in self.script.models]})
+            {"id": m, "object": "model", **extra} for m in self.script.models]})
 
     def do_POST(self):  # noqa: N802 (the http.server API)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -125,6 +125,32 @@ def test_too_long_prompt_is_a_context_rejection_asked_once(toy):
     assert len(script.requests) == 1
 
 
+def test_the_context_the_server_states_bounds_the_prompt_and_the_answer(toy):
+    script = Script([Answer(status=400, error="This model's maximum context length is 4096 "
+                                              "tokens. However, you requested 9000 tokens."),
+                     Answer(text="no edit")], model_context=None)
+    with ScriptedServer(script) as server:
+        gen = _gen(server.v1, model="m", context_tokens=16384)
+        _propose(gen, toy)
+        assert gen.context_tokens == 4096  # learnt from the error: the next prompt fits
+        _propose(gen, toy)
+    assert script.requests[1]["max_tokens"] == 2048
+    with ScriptedServer(Script([Answer()], models=["m"], model_context=2048)) as server:
+        gen = _gen(server.v1, model="m", context_tokens=16384)
+        gen.check()
+        assert gen.context_tokens == 2048 and gen.answer_budget() == 1024
+
+
+def test_token_counts_are_calibrated_from_the_server_usage(toy):
+    with ScriptedServer(Script([Answer(text="no edit", prompt_tokens=500)])) as server:
+        gen = _gen(server.v1, model="m")
+        text = "x" * 3000
+        assert gen.count_tokens(text) == 1001  # three characters a token, before any call
+        p = _propose(gen, toy)
+    ratio = len(p.call.prompt) / 500
+    assert gen.count_tokens(text) == int(3000 / ratio * 1.1) + 16
+
+
 @pytest.mark.parametrize("stream", [True, False])
 def test_answer_cut_at_the_token_limit_is_refused_as_truncated(toy, stream):
     script = Script([Answer(text=_valid_edit(toy), finish_reason="length")])
