@@ -128,7 +128,8 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
     finally:
         store.close()
     if no_proposals is not None:
-        raise NoProposalsError(f"{no_proposals}; the run is stored: {report}")
+        raise NoProposalsError(f"{no_proposals}; stopped: {outcome.reason}; the run is stored: "
+                               f"{report}")
     return Finished(outcome, store.folder, report, summary)
 
 

@@ -152,3 +152,21 @@ def test_a_money_budget_needs_a_price():
     priced = GeneratorConfig.model_validate({"budget": {"usd": 1.0}, "price": {
         "input_per_1m": 3.0, "output_per_1m": 15.0}})
     assert priced.price is not None and priced.price.cost(1_000_000, 100_000) == 4.5
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_server_that_only_fails_stops_the_run_after_a_few_calls(
+        tmp_path, docker_client, runtime_image):
+    program = write_quick_program(tmp_path / "quick", nonce=f"openai-503 {time.time()}")
+    script = Script([Answer(status=503, error="overloaded, try later")])
+    try:
+        with ScriptedServer(script) as server:
+            done = _evolve(CliRunner(), program, tmp_path / "runs", server.v1)
+        assert done.exit_code == 5, done.output
+        assert len(script.requests) == 5  # MAX_CALL_ERRORS, not budget.max_rejections (50)
+        assert "no valid proposal in 5 call(s) (5 generation_error)" in done.output
+        assert "generator failing: 5 calls in a row got no answer" in done.output
+        assert "overloaded, try later" in done.output
+    finally:
+        remove_quick_images(docker_client)

@@ -174,3 +174,27 @@ def test_empty_streamed_answer_is_an_answer_with_no_edit_not_a_failure(toy):
     with ScriptedServer(Script([Answer(text="")])) as server:
         p = _propose(_gen(server.v1, model="m"), toy)
     assert p.call.error is None and p.rejection.startswith("no_edit:")
+
+
+def test_auto_takes_the_endpoint_from_the_environment_and_says_so(monkeypatch):
+    from orchestrator.generators.auto import choose
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9")
+    gen, reason = choose(GeneratorConfig())
+    assert gen.name == "openai"
+    assert reason == ("generator: openai (the one model the server lists at "
+                      "http://127.0.0.1:9): OPENAI_BASE_URL is set in the environment")
+
+
+def test_propose_whole_prints_each_call(toy):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli.app import app
+
+    script = Script([Answer(text=_valid_edit(toy), finish_reason="length", completion_tokens=77)])
+    with ScriptedServer(script) as server:
+        out = CliRunner().invoke(app, ["propose", str(toy.root), "--backend", "openai",
+                                       "--base-url", server.root, "--whole"])
+    assert out.exit_code == 0, out.output
+    assert "proposal 0: truncated:" in out.output and "finish length" in out.output
+    assert "77 out" in out.output and "<<<<<<< SEARCH" in out.output
