@@ -284,18 +284,18 @@ class OpenAIGenerator(LMGenerator):
     def _exchange(self, method: str, path: str, body: dict | None,
                   live: dict[str, http.client.HTTPConnection], *, answer: bool = False,
                   timeout: float | None = None):
-        """One request under the endpoint's path; a 404 while the path has no ``/v1`` yet is
-        retried once under ``/v1``, which is kept if it answers."""
+        """One request under the endpoint's path; a 404 (or 405) while the path has no ``/v1``
+        yet is retried once under ``/v1``, which is kept if it answers."""
         prefixes = [self._prefix] if self._prefix_known else [self._prefix, self._prefix + "/v1"]
         first: _CallFailed | None = None
         for prefix in prefixes:
             try:
                 out = self._once(method, prefix + path, body, live, answer, timeout)
             except _CallFailed as exc:
-                if exc.status == 404 and first is None:
+                if exc.status in (404, 405) and first is None:
                     first = exc
                     continue
-                if exc.status not in (0, 404):
+                if exc.status not in (0, 404, 405):
                     self._settle(prefix)
                 raise
             self._settle(prefix)
@@ -315,7 +315,7 @@ class OpenAIGenerator(LMGenerator):
         cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         conn = cls(self._host, url.port, timeout=min(ep.connect_timeout_s, timeout or 1e9))
         live["conn"] = conn
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json"}
         key = os.environ.get(ep.api_key_env, "")
         if key:
             headers["Authorization"] = f"Bearer {key}"

@@ -37,9 +37,10 @@ def _no_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def _evolve(cli: CliRunner, program, runs, base_url: str, *extra: str):
+def _evolve(cli: CliRunner, program, runs, base_url: str, *extra: str, live: bool = False):
     return cli.invoke(app, ["evolve", "--program", str(program.root), "--variants", "1",
-                            "--generator", "openai", "--run-id", "lm", "--no-live",
+                            "--generator", "openai", "--run-id", "lm",
+                            "--live" if live else "--no-live",
                             "--set", f'runs_dir="{runs}"',
                             "--set", f'generator.openai.base_url="{base_url}"',
                             "--set", "generator.openai.retries=0", *extra])
@@ -58,8 +59,10 @@ def test_a_child_is_crowned_from_an_lm_edit_and_refused_answers_are_stored(
     cli = CliRunner()
     try:
         with ScriptedServer(script) as server:
-            done = _evolve(cli, program, runs, server.root)  # no /v1, no model: both found
+            # no /v1, no model: both found; no terminal, so a progress line per evaluation
+            done = _evolve(cli, program, runs, server.root, live=True)
         assert done.exit_code == 0, done.output
+        assert "rejected: no_edit 1, truncated 1" in done.output  # the progress line
         summary = json.loads((runs / "lm" / "summary.json").read_text())
         assert summary["best"]["id"] != summary["seed"]["id"], summary
         assert summary["best"]["value"] < 0.01 < summary["seed"]["value"]

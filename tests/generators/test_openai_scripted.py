@@ -3,7 +3,10 @@ configuration traps it forgives, the answers it refuses, and what every call rec
 
 from __future__ import annotations
 
+import json
 import socket
+import socketserver
+import threading
 import time
 
 import pytest
@@ -198,3 +201,27 @@ def test_propose_whole_prints_each_call(toy):
     assert out.exit_code == 0, out.output
     assert "proposal 0: truncated:" in out.output and "finish length" in out.output
     assert "77 out" in out.output and "<<<<<<< SEARCH" in out.output
+
+
+class _CutStream(socketserver.BaseRequestHandler):
+    """Starts a stream, sends one chunk, and hangs up before any finish reason or [DONE]."""
+
+    def handle(self):
+        self.request.recv(65536)
+        chunk = json.dumps({"choices": [{"index": 0, "delta": {"content": "train.py\n<<<"},
+                                         "finish_reason": None}]})
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Connection: close\r\n\r\ndata: " + chunk.encode() + b"\n\n")
+
+
+def test_a_stream_cut_before_its_end_is_an_error_not_an_answer(toy):
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _CutStream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        p = _propose(_gen(f"http://127.0.0.1:{server.server_address[1]}/v1", model="m",
+                          retries=1, backoff_s=0.01), toy)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert p.rejection.startswith("generation_error:") and "attempt 2" in p.rejection
+    assert "stream ended before the answer did" in p.rejection and p.call.response == ""
