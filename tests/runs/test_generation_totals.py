@@ -81,3 +81,13 @@ def test_show_prints_a_call_whole(tmp_path):
     assert bad.exit_code == 1 and "call:N" in bad.output
     missing = cli.invoke(app, ["show", str(tmp_path / "r"), "call:999"])
     assert missing.exit_code == 1 and "no generation call 999" in missing.output
+
+
+def test_show_variant_call_prints_the_call_that_wrote_it(tmp_path):
+    _store(tmp_path, {}).close()
+    cli = CliRunner()
+    out = cli.invoke(app, ["show", str(tmp_path / "r"), "kid", "--call"])
+    assert out.exit_code == 0, out.output
+    assert "outcome variant" in out.output and "700 in, 90 out" in out.output
+    seed = cli.invoke(app, ["show", str(tmp_path / "r"), "seed", "--call"])
+    assert seed.exit_code == 0 and "no generation call wrote this variant" in seed.output
