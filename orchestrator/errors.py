@@ -57,6 +57,13 @@ class CodeLMError(SelfprogError):
     """An exported code model is missing, malformed, or failed while sampling."""
 
 
+class NoProposalsError(SelfprogError):
+    """The generator produced no valid proposal in a whole run: every call failed or every
+    answer was rejected. The run is stored (and reported); nothing was evolved."""
+
+    exit_code = 5
+
+
 class Interrupted(SelfprogError):
     """The user stopped a run (Ctrl-C); it resumes from its store."""
 

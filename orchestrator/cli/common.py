@@ -35,7 +35,8 @@ def say(message: str) -> None:
 def exits(command: Callable[P, R]) -> Callable[P, R]:
     """Wrap a command so a ``SelfprogError`` becomes one red line and its exit code.
 
-    This is the only place that maps errors to exit codes: 1 for a selfprog error, 2 for a
+    This is the only place that maps errors to exit codes (each error class carries its own):
+    1 for a selfprog error, 5 when a run made no valid proposal at all, 2 for a
     config or manifest error, 3 for the engine or an image, 130 for an interrupted run.
     """
 

@@ -20,13 +20,20 @@ def propose(
                                                "openai: model name.")] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: the endpoint's base URL.")] = None,
     from_spec: Annotated[bool, typer.Option(help="Write from the task spec (no parent).")] = False,
+    whole: Annotated[bool, typer.Option(help="Also print each generation call whole: prompt, "
+                                             "raw answer, finish reason, tokens.")] = False,
 ) -> None:
     """Draw proposals from a program's shipped source and print each diff or rejection."""
+    from dataclasses import asdict
+
+    from orchestrator.cli.runs import print_call
     from orchestrator.generators.auto import preview, propose_config
 
     proposals = preview(program_dir, propose_config(backend, model, base_url), n, seed, from_spec)
     for i, p in enumerate(proposals):
         say(f"[bold]proposal {i}[/]: {'valid' if p.valid else p.rejection}")
+        if whole and p.call is not None:
+            print_call(asdict(p.call))
         if p.valid:
             print(p.diff_parent, end="")
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.evolution.loop import Evolution
+from orchestrator.runs.summary import generation, tokens_line
 
 
 def snapshot(evo: Evolution) -> dict:
@@ -35,7 +36,15 @@ def snapshot(evo: Evolution) -> dict:
             "best": (best.variant_id, best.value) if best else None, "eta": eta,
             "throughput": done / elapsed * 60 if elapsed > 0 else 0.0, "slots": slots,
             "waiting": evo.pool.waiting, "utilisation": evo.pool.utilisation(),
-            "noise": evo.noise}
+            "noise": evo.noise, "generation": generation_line(evo)}
+
+
+def generation_line(evo: Evolution) -> str:
+    """Tokens (and cost) so far and the rejections by reason, e.g. ``tokens 9100 in, 2400 out
+    (0 reasoning)   rejected: no_match 2, truncated 1``."""
+    gen = generation(evo.store)
+    rejected = ", ".join(f"{k} {v}" for k, v in gen["rejections"].items())
+    return tokens_line(gen) + (f"   rejected: {rejected}" if rejected else "")
 
 
 def render(evo: Evolution) -> Group:
@@ -51,7 +60,8 @@ def render(evo: Evolution) -> Group:
     eta = f"{s['eta'] / 60:.1f} min" if s["eta"] is not None else "?"
     line = Text(f"best {metric}: {best}   variants {s['variants']}   evaluations {s['done']}   "
                 f"queued {s['waiting']}\n{s['throughput']:.2f} evaluations/min   slot use "
-                f"{s['utilisation']:.0%}   elapsed {s['elapsed'] / 60:.1f} min   ETA {eta}")
+                f"{s['utilisation']:.0%}   elapsed {s['elapsed'] / 60:.1f} min   ETA {eta}\n"
+                f"{s['generation']}")
     return Group(table, line)
 
 
@@ -91,7 +101,8 @@ class LineView:
         eta = f"   ETA {s['eta'] / 60:.1f} min" if s["eta"] is not None else ""
         self.console.print(
             f"[{s['elapsed'] / 60:5.1f} min] evaluations {s['done']}   variants {s['variants']}"
-            f"   best {evo.metric} {best}   slot use {s['utilisation']:.0%}{eta}",
+            f"   best {evo.metric} {best}   slot use {s['utilisation']:.0%}{eta}"
+            f"   {s['generation']}",
             highlight=False)
 
     def stop(self) -> None:

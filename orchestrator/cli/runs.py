@@ -10,6 +10,7 @@ import typer
 from rich.tree import Tree
 
 from orchestrator.cli.common import RunArg, RunsDir, console, say
+from orchestrator.errors import StoreError
 from orchestrator.program import Program
 from orchestrator.runs.store import Store
 
@@ -58,11 +59,23 @@ def best(run: RunArg, runs_dir: RunsDir = Path("runs"),
     print(row.seed_diff if diff else f"{row.id} {program.manifest.metric.name}={row.value}")
 
 
-def show(run: RunArg, variant: Annotated[str, typer.Argument(help="Variant id or prefix.")],
+def show(run: RunArg, variant: Annotated[str, typer.Argument(
+             help="Variant id or prefix, or call:N for generation call N.")],
          runs_dir: RunsDir = Path("runs"),
-         log_lines: Annotated[int, typer.Option(help="Lines of each log.")] = 20) -> None:
-    """One variant: its source, diff, evaluations (metrics, status) and the ends of its logs."""
+         log_lines: Annotated[int, typer.Option(help="Lines of each log.")] = 20,
+         call: Annotated[bool, typer.Option(help="Also print the generation call that wrote the "
+                                                 "variant, whole (prompt and raw answer).")] = False
+         ) -> None:
+    """One variant: its source, diff, evaluations (metrics, status) and the ends of its logs;
+    or one generation call whole (``call:N``: prompt, raw answer, finish reason, tokens)."""
     store, _program = open_run(run, runs_dir)
+    if variant.startswith("call:"):
+        number = variant.removeprefix("call:")
+        if not number.isdigit():
+            raise StoreError(f"{variant!r}: a call is named call:N with N a number "
+                             "(see the ids in summary.json or the store)")
+        print_call(store.call(int(number)))
+        return
     row = store.variant(variant)
     say(f"[bold]variant {row.id}[/] #{row.idx} parent {row.parent_id or '—'} "
         f"verdict {row.verdict or '—'} value {row.value}")
@@ -77,6 +90,29 @@ def show(run: RunArg, variant: Annotated[str, typer.Argument(help="Variant id or
         for log in sorted((row.folder / f"eval-{ev.seed}").glob("*.log")):
             say(f"[dim]{log}[/]")
             print("".join(log.read_text(errors="replace").splitlines(True)[-log_lines:]))
+    if call:
+        made = [c for c in store.calls() if c["variant_id"] == row.id and c["outcome"] == "variant"]
+        if not made:
+            say("(no generation call wrote this variant: the seed, or a draft)")
+        for c in made:
+            print_call(store.call(c["id"]))
+
+
+def print_call(call: dict) -> None:
+    """A generation call whole: what was asked, what came back, and why it ended."""
+    say(f"[bold]generation call {call.get('id', '')}[/] {call.get('backend')} "
+        f"{call.get('model') or ''} kind {call.get('kind') or '-'} outcome "
+        f"{call.get('outcome', '-')} finish {call.get('finish_reason') or '-'} tokens "
+        f"{call.get('tokens_in')} in, {call.get('tokens_out')} out "
+        f"({call.get('tokens_reasoning')} reasoning), {call.get('latency_s') or 0:.1f} s")
+    if call.get("rejection"):
+        say(f"rejected: {call['rejection']}")
+    if call.get("error"):
+        say(f"[red]error:[/] {call['error']}")
+    say("[bold]--- prompt[/]")
+    print(call.get("prompt") or "")
+    say("[bold]--- response[/]")
+    print(call.get("response") or "")
 
 
 def lineage(run: RunArg, runs_dir: RunsDir = Path("runs")) -> None:

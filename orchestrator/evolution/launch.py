@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.errors import ConfigError, Interrupted, StoreError
+from orchestrator.errors import ConfigError, Interrupted, NoProposalsError, StoreError
 from orchestrator.evolution.config import EvolveConfig, load_config
 from orchestrator.evolution.loop import Evolution, Outcome
 from orchestrator.evolution.slots import plan_slots
@@ -102,11 +102,13 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         Interrupted: Ctrl-C; the run's containers are removed and it resumes later (exit 130).
     """
     cfg, store, program = open_run(config, overrides, resume)
+    no_proposals: str | None = None
     try:
+        generator = make_generator(cfg.generator)
+        check_generator(generator)
+        check_from_spec(cfg, program, generator.name)
         slots = plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)), backend.host_gpus())
         runner = backend.runner(gpu=any(s.gpu_ids for s in slots))
-        generator = make_generator(cfg.generator)
-        check_from_spec(cfg, program, generator.name)
         evolution = Evolution(cfg, store, program, runner, generator, slots, sweep=backend.sweep)
         log.info("run %s: %s, %d slot(s), folder %s", store.run_id, program.name, len(slots),
                  store.folder)
@@ -119,6 +121,7 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
                 observer.stop()
         summary = write_outputs(store, program, summary_md)
         report = write_report(store, program)
+        no_proposals = _nothing_proposed(store)
     except KeyboardInterrupt:  # stop this run's containers now; pending work waits for --resume
         backend.sweep(store.run_id)
         store.set_run(state="interrupted")
@@ -126,6 +129,9 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
                           ) from None
     finally:
         store.close()
+    if no_proposals is not None:
+        raise NoProposalsError(f"{no_proposals}; stopped: {outcome.reason}; the run is stored: "
+                               f"{report}")
     return Finished(outcome, store.folder, report, summary)
 
 
@@ -148,3 +154,25 @@ def check_from_spec(cfg: EvolveConfig, program: Program, backend: str) -> None:
     if backend not in SPEC_WRITERS:
         raise ConfigError(f"--from-spec needs a backend that writes programs from a spec "
                           f"({' or '.join(SPEC_WRITERS)}); the generator is {backend!r}")
+
+
+def check_generator(generator: object) -> None:
+    """A backend that talks to a server checks it first (``check``: the endpoint answers, the
+    model exists), so a wrong URL fails in seconds, before any container is built.
+
+    Raises:
+        ConfigError: the check failed; the message names the setting to fix.
+    """
+    check = getattr(generator, "check", None)
+    if callable(check):
+        log.info("generator endpoint answers: %s", check())
+
+
+def _nothing_proposed(store: Store) -> str | None:
+    """Why the run made no variant at all although its generator was called, or None."""
+    totals = store.call_totals()
+    if totals["calls"] == 0 or totals["variants"] > 0:
+        return None
+    reasons = ", ".join(f"{n} {why}" for why, n in totals["rejections"].items())
+    return (f"the generator made no valid proposal in {totals['calls']} call(s) ({reasons}); "
+            f"last: {(store.last_rejection() or '?')[:300]}")

@@ -59,6 +59,10 @@ Validator = Callable[[Proposal, dict[str, str], set[str]], str | None]
 """(proposal, parent files, seen hashes) → why it is rejected, or None."""
 
 
+MAX_CALL_ERRORS = 5
+"""Generation calls in a row without an answer after which the run stops proposing."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     run_id: str
@@ -92,6 +96,8 @@ class Evolution:
         """Every evaluation submitted to the slots, by id, as it was when submitted."""
         self.outstanding = 0
         self.rejections = 0
+        self.call_errors = 0
+        """Generation calls in a row that got no answer (errors, not rejected answers)."""
         self.durations: list[float] = []
         self.stop_reason: str | None = None
         self._seed_id: str | None = None
@@ -176,6 +182,7 @@ class Evolution:
             if parent is None and proposal.call is not None:
                 proposal.call.kind = "spec"
             self.admit(proposal, parent, seen)
+        self._note_call_errors(proposals)
 
     def admit(self, proposal: Proposal, parent: Parent | None, seen: set[str]) -> None:
         """Record a proposal: rejected, a duplicate of a hash in ``seen``, or a new variant
@@ -320,6 +327,35 @@ class Evolution:
             return "wall time"
         if self.rejections >= budget.max_rejections:
             return f"generator gave no new variant in {self.rejections} calls"
+        return self._generator_budget_spent()
+
+    def _note_call_errors(self, proposals: list[Proposal]) -> None:
+        """Stop proposing after ``MAX_CALL_ERRORS`` generation calls in a row got no answer at
+        all (a server gone or hanging costs a few deadlines, not ``max_rejections`` of them);
+        the evaluations in flight finish and the reason names the last error."""
+        for proposal in proposals:
+            call = proposal.call
+            if call is not None and call.error:
+                self.call_errors += 1
+                if self.call_errors >= MAX_CALL_ERRORS and self.stop_reason is None:
+                    self.stop_reason = (f"generator failing: {self.call_errors} calls in a row "
+                                        f"got no answer, last: {call.error[:200]}")
+            else:
+                self.call_errors = 0
+
+    def _generator_budget_spent(self) -> str | None:
+        """The generator's token or money budget (``generator.budget``), when one is set."""
+        gen = self.cfg.generator
+        if gen.budget.tokens is None and gen.budget.usd is None:
+            return None
+        totals = self.store.call_totals()
+        used = totals["tokens_in"] + totals["tokens_out"]
+        if gen.budget.tokens is not None and used >= gen.budget.tokens:
+            return f"token budget ({used} of {gen.budget.tokens} tokens used)"
+        if gen.budget.usd is not None and gen.price is not None:
+            cost = gen.price.cost(totals["tokens_in"], totals["tokens_out"])
+            if cost >= gen.budget.usd:
+                return f"money budget (${cost:.4f} of ${gen.budget.usd:g} spent)"
         return None
 
     def _time_left(self) -> bool:

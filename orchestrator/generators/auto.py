@@ -9,6 +9,7 @@ proposals from a program as shipped without running anything (``selfprog propose
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,10 +109,12 @@ def choose(config: GeneratorConfig) -> tuple[Generator, str]:
     if config.backend != "auto":
         generator = _build(config.backend, config)
         return generator, f"generator: {config.backend} ({_what(generator)}), as configured"
-    if config.openai.base_url:
+    if config.openai.base_url or os.environ.get("OPENAI_BASE_URL"):
+        seen = ("generator.openai.base_url is set" if config.openai.base_url
+                else "OPENAI_BASE_URL is set in the environment")
         generator = _build("openai", config)
-        return generator, (f"generator: openai ({config.openai.model} at "
-                           f"{config.openai.base_url}): an endpoint is configured")
+        return generator, (f"generator: openai ({_what(generator)} at "
+                           f"{getattr(generator, 'base_url', '?')}): {seen}")
     if config.hf.model:
         try:
             generator = _build("hf", config)
@@ -128,6 +131,8 @@ def choose(config: GeneratorConfig) -> tuple[Generator, str]:
 
 
 def _what(generator: Generator) -> str:
+    if getattr(generator, "name", "") == "openai" and not getattr(generator, "model_name", ""):
+        return "the one model the server lists"
     return getattr(generator, "model_name", "") or "no model"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from orchestrator.toml_model import Frozen
 
@@ -55,11 +55,20 @@ class HFConfig(Frozen):
 
 class OpenAIConfig(Frozen):
     base_url: str | None = None
-    """Endpoint root, e.g. ``http://127.0.0.1:8000/v1``. None: the backend is unavailable."""
-    model: str = "default"
-    """Model name sent with every request."""
+    """Endpoint root, with or without ``/v1`` (``http://127.0.0.1:8000`` or
+    ``http://127.0.0.1:8000/v1``). None: ``$OPENAI_BASE_URL``, else the backend is unavailable."""
+    model: str | None = None
+    """Model name sent with every request. None: ``$OPENAI_MODEL``, else the one model the
+    server lists at ``/models`` (several: an error naming them)."""
     api_key_env: str = "OPENAI_API_KEY"
     """Environment variable holding the key; unset or empty sends no Authorization header."""
+    stream: bool = True
+    """Stream the answer (server-sent events): the read timeout then bounds the silence between
+    two chunks, not the whole answer, and the deadline still bounds the call."""
+    token_param: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
+    """Name of the answer-length parameter. ``auto``: ``max_completion_tokens`` on
+    api.openai.com, ``max_tokens`` elsewhere, switching once when a server's 400 names the
+    other."""
     connect_timeout_s: float = Field(default=10.0, gt=0)
     """Socket connect timeout of one attempt."""
     read_timeout_s: float = Field(default=120.0, gt=0)
@@ -72,6 +81,23 @@ class OpenAIConfig(Frozen):
     """Wait before the first retry; doubled for each later one (never past the deadline)."""
     context_tokens: int = Field(default=8192, ge=256)
     """The model's context length, which the prompt is fitted into."""
+
+
+class BudgetConfig(Frozen):
+    tokens: int | None = Field(default=None, ge=1)
+    """Stop proposing once the run's generation calls used this many tokens (in + out)."""
+    usd: float | None = Field(default=None, gt=0)
+    """Stop proposing once the calls cost this much at ``price`` (needs a price)."""
+
+
+class PriceConfig(Frozen):
+    input_per_1m: float = Field(default=0.0, ge=0)
+    """Price of one million prompt tokens, in dollars."""
+    output_per_1m: float = Field(default=0.0, ge=0)
+    """Price of one million answer tokens (reasoning included), in dollars."""
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.input_per_1m + tokens_out * self.output_per_1m) / 1e6
 
 
 class CodeLMConfig(Frozen):
@@ -106,8 +132,10 @@ class GeneratorConfig(Frozen):
     """``auto``: openai when an endpoint is set, else hf when its model loads, else mutate."""
     temperature: float = Field(default=0.8, ge=0, le=5)
     """Sampling temperature of the language-model backends (0: greedy)."""
-    max_new_tokens: int = Field(default=1024, ge=1)
-    """Longest response of the hf and openai backends."""
+    max_new_tokens: int = Field(default=8192, ge=1)
+    """Longest response of the hf and openai backends (reasoning included): room for a whole
+    rewritten file of a few thousand tokens plus a reasoning model's thinking. At most half the
+    context is ever asked for."""
     prompt: PromptConfig = PromptConfig()
     """What goes into a prompt besides the source."""
     validation: ValidationConfig = ValidationConfig()
@@ -120,3 +148,14 @@ class GeneratorConfig(Frozen):
     """The ``self`` backend: the program's own exported code LM."""
     mutate: MutateConfig = MutateConfig()
     """The mutation baseline."""
+    price: PriceConfig | None = None
+    """Prices per million tokens; when set, summaries and reports show the cost."""
+    budget: BudgetConfig = BudgetConfig()
+    """Token or money limit: the run stops proposing (evaluations in flight finish) when hit."""
+
+    @model_validator(mode="after")
+    def _priced(self) -> GeneratorConfig:
+        if self.budget.usd is not None and self.price is None:
+            raise ValueError("generator.budget.usd needs generator.price (input_per_1m, "
+                             "output_per_1m) to count money")
+        return self

@@ -98,7 +98,7 @@ class HFGenerator(LMGenerator):
         import torch
 
         texts = [self.render(p) for p in prompts]
-        calls = [GenerationCall(self.name, self.model_name, t, "") for t in texts]
+        calls = [GenerationCall(self.name, self.model_name, t, "", kind="edit") for t in texts]
         started = time.monotonic()
         try:
             inputs = self.tokenizer(texts, return_tensors="pt", padding=True,
@@ -125,4 +125,6 @@ class HFGenerator(LMGenerator):
             call.tokens_in = int(inputs["attention_mask"][i].sum())
             call.tokens_out = int((new != pad).sum()) if pad is not None else len(new)
             call.latency_s = latency
+            # all ``room`` tokens used and no end token among them: cut at the limit
+            call.finish_reason = "length" if call.tokens_out >= room else "stop"
         return calls

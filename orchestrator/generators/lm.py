@@ -21,6 +21,10 @@ from orchestrator.generators.edits.validate import proposal_from_answer, rejecte
 from orchestrator.generators.prompt import Prompt, build_prompt
 from orchestrator.program import variant_hash
 
+CONTEXT_ERROR = "context: "
+"""How a backend's call error starts when the server found the prompt too long for the model:
+the proposal is then a ``context`` rejection, not a ``generation_error``."""
+
 
 class LMGenerator:
     """Base of the ``hf`` and ``openai`` backends."""
@@ -75,8 +79,7 @@ class LMGenerator:
                 continue
             call = next(calls)
             if call.error:
-                failed = Rejected(Reason.GENERATION_ERROR, call.error)
-                out.append(rejected(_pid(parent), call, failed))
+                out.append(rejected(_pid(parent), call, _failed(call.error)))
                 continue
             base = parent.files if parent else seed_files
             limits = self.config.validation
@@ -86,10 +89,32 @@ class LMGenerator:
                 call.response, parent_id=_pid(parent), parent=base, seed_files=seed_files,
                 editable=editable, seen=seen, call=call, limits=limits,
             )
+            proposal = _refuse_cut(proposal, call)
             if proposal.valid and proposal.files is not None:
                 seen.add(variant_hash(proposal.files))
             out.append(proposal)
         return out
+
+
+def _failed(error: str) -> Rejected:
+    if error.startswith(CONTEXT_ERROR):
+        return Rejected(Reason.CONTEXT, error[len(CONTEXT_ERROR):])
+    return Rejected(Reason.GENERATION_ERROR, error)
+
+
+def _refuse_cut(proposal: Proposal, call: GenerationCall) -> Proposal:
+    """An answer the backend cut at its token limit (``finish_reason == "length"``) is refused
+    as ``truncated``, unless the parser already judged it with that in mind: it reads
+    ``call.finish_reason`` and says so in a note that names the cut (it may keep the complete
+    blocks of a cut answer)."""
+    if call.finish_reason != "length" or not proposal.valid:
+        return proposal
+    if any("length" in note or "cut" in note for note in proposal.notes):
+        return proposal
+    cut = Rejected(Reason.TRUNCATED, f"the answer was cut at the token limit "
+                                     f"({call.tokens_out} tokens; raise "
+                                     "generator.max_new_tokens)")
+    return rejected(proposal.parent_id, call, cut)
 
 
 def _pid(parent: Parent | None) -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from orchestrator.program import Program
 from orchestrator.result import Goal, Score
 from orchestrator.runs.store import Store, VariantRow
-from orchestrator.runs.summary import summarize
+from orchestrator.runs.summary import summarize, tokens_line
 
 _W, _H, _PAD = 720, 300, 48
 _COLORS = {"ok": "#2b7bb9", "crash": "#d62728", "timeout": "#ff7f0e", "oom": "#9467bd",
@@ -163,7 +163,17 @@ def _header(data: dict) -> str:
     return (f"<p>{data['metric']} ({data['goal']}): seed {fmt(seed.get('value'))}, best "
             f"{fmt(best.get('value'))} (<code>{best.get('id', '—')}</code>), noise "
             f"{fmt(data['noise'])}; {data['counts']['variants']} variants, "
-            f"{data['counts']['evaluations']} evaluations; state {data['state']}.</p>")
+            f"{data['counts']['evaluations']} evaluations; state {data['state']}.</p>"
+            + _generation(data.get("generation")))
+
+
+def _generation(gen: dict | None) -> str:
+    """Tokens, cost and rejections by reason, one paragraph."""
+    if not gen:
+        return ""
+    rejected = ", ".join(f"{html.escape(str(k))}: {v}" for k, v in gen["rejections"].items())
+    return (f"<p>generation: {html.escape(tokens_line(gen))}; rejections: "
+            f"{rejected or 'none'}.</p>")
 
 
 def _legend() -> str:

@@ -212,6 +212,35 @@ class Store:
             raise StoreError(f"run {self.run_id} has no generation call {call_id}")
         return dict(row)
 
+    def call_totals(self) -> dict[str, Any]:
+        """What the run's generation calls add up to: ``calls``, ``variants`` (calls that made
+        a new variant), ``errors`` (calls with no answer), token sums ``tokens_in``,
+        ``tokens_out``, ``tokens_reasoning``, and ``rejections``: rejected calls by reason
+        (the word before the first colon; ``duplicate`` for repeats), most frequent first."""
+        row = self._db.execute(
+            "SELECT COUNT(*) AS calls, COALESCE(SUM(outcome = 'variant'), 0) AS variants, "
+            "COALESCE(SUM(error IS NOT NULL AND error != ''), 0) AS errors, "
+            "COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out,"
+            " COALESCE(SUM(tokens_reasoning), 0) AS tokens_reasoning "
+            "FROM generation_calls").fetchone()
+        totals: dict[str, Any] = {k: int(row[k]) for k in row.keys()}
+        cur = self._db.execute(
+            "SELECT CASE WHEN outcome = 'duplicate' THEN 'duplicate' "
+            "WHEN instr(COALESCE(rejection, ''), ':') > 0 "
+            "THEN substr(rejection, 1, instr(rejection, ':') - 1) "
+            "ELSE COALESCE(NULLIF(rejection, ''), outcome) END AS reason, COUNT(*) AS n "
+            "FROM generation_calls WHERE outcome != 'variant' GROUP BY reason "
+            "ORDER BY n DESC, reason")
+        totals["rejections"] = {r["reason"]: int(r["n"]) for r in cur}
+        return totals
+
+    def last_rejection(self) -> str | None:
+        """The newest rejected call's rejection text (or error), for a message."""
+        row = self._db.execute(
+            "SELECT COALESCE(NULLIF(rejection, ''), error, outcome) AS why FROM generation_calls "
+            "WHERE outcome != 'variant' ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else str(row["why"])
+
     def call_count(self) -> int:
         """How many generation calls the run made (any outcome); seeds the next one."""
         (n,) = self._db.execute("SELECT COUNT(*) FROM generation_calls").fetchone()

@@ -37,6 +37,34 @@ def counts(store: Store) -> dict[str, object]:
     }
 
 
+def generation(store: Store) -> dict[str, Any]:
+    """Tokens the run's generation calls used (input, output, reasoning: part of output),
+    rejections by reason, and the cost when the run's config has a ``generator.price``."""
+    totals = store.call_totals()
+    out: dict[str, Any] = {k: totals[k] for k in ("tokens_in", "tokens_out",
+                                                   "tokens_reasoning")}
+    out["rejections"] = totals["rejections"]
+    out["cost_usd"] = None
+    try:
+        price = json.loads(store.run_info()["config"] or "{}")["generator"].get("price")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        price = None
+    if isinstance(price, dict):
+        rate_in = float(price.get("input_per_1m") or 0.0)
+        rate_out = float(price.get("output_per_1m") or 0.0)
+        out["cost_usd"] = (totals["tokens_in"] * rate_in + totals["tokens_out"] * rate_out) / 1e6
+    return out
+
+
+def tokens_line(gen: dict[str, Any]) -> str:
+    """``tokens 1234 in, 567 out (89 reasoning), $0.0012`` — the cost only when priced."""
+    line = (f"tokens {gen['tokens_in']} in, {gen['tokens_out']} out "
+            f"({gen['tokens_reasoning']} reasoning)")
+    if gen.get("cost_usd") is not None:
+        line += f", ${gen['cost_usd']:.4f}"
+    return line
+
+
 def summarize(store: Store, program: Program) -> dict[str, Any]:
     metric = program.manifest.metric
     info = store.run_info()
@@ -53,6 +81,7 @@ def summarize(store: Store, program: Program) -> dict[str, Any]:
         "best": {"id": best.id, "idx": best.idx, "value": best.value} if best else None,
         "gain": gain, "gain_in_noise": gain / noise if gain is not None and noise else None,
         "counts": counts(store),
+        "generation": generation(store),
     }
 
 
@@ -88,6 +117,10 @@ def markdown(data: dict[str, Any]) -> str:
              f"({', '.join(f'{k}: {v}' for k, v in sorted(c['statuses'].items()))}), "
              f"generation calls: {', '.join(f'{k}: {v}' for k, v in sorted(c['calls'].items()))}.",
              ""]
+    gen = data.get("generation")
+    if gen:
+        rejections = ", ".join(f"{k}: {v}" for k, v in gen["rejections"].items()) or "none"
+        lines += [f"Generation: {tokens_line(gen)}; rejections: {rejections}.", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -21,4 +21,4 @@ def test_propose_prints_the_choice_and_each_diff():
 def test_propose_with_a_backend_that_cannot_start_fails_with_one_line():
     result = CliRunner().invoke(app, ["propose", str(TOY), "--backend", "openai"])
     assert result.exit_code == 2
-    assert "base_url is not set" in result.output
+    assert "set generator.openai.base_url or OPENAI_BASE_URL" in result.output

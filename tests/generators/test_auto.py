@@ -20,8 +20,8 @@ def _config(**data) -> GeneratorConfig:
 def test_auto_prefers_a_configured_endpoint():
     gen, reason = choose(_config(openai={"base_url": "http://127.0.0.1:9/v1", "model": "qwen"}))
     assert gen.name == "openai"
-    assert reason == ("generator: openai (qwen at http://127.0.0.1:9/v1): an endpoint is "
-                      "configured")
+    assert reason == ("generator: openai (qwen at http://127.0.0.1:9/v1): "
+                      "generator.openai.base_url is set")
 
 
 def _logged(caplog) -> list[str]:
@@ -49,7 +49,7 @@ def test_auto_falls_back_to_mutate_and_says_why(tmp_path):
 
 
 def test_named_backend_that_cannot_start_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="base_url is not set"):
+    with pytest.raises(ConfigError, match="set generator.openai.base_url or OPENAI_BASE_URL"):
         make_generator(_config(backend="openai"))
     with pytest.raises(ConfigError, match="codelm.model is not set"):
         make_generator(_config(backend="self"))

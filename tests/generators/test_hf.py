@@ -34,7 +34,8 @@ def test_tiny_model_goes_through_end_to_end(hf, toy):
         assert "<|assistant|>" in call.prompt, "the tokenizer's chat template was applied"
         assert "N_LAYER = 2" in call.prompt
         assert call.tokens_in > 1000 and 0 < call.tokens_out <= 12 and call.latency_s > 0
-        assert call.error is None
+        assert call.error is None and call.kind == "edit"
+        assert call.finish_reason == ("length" if call.tokens_out == 12 else "stop")
         assert p.valid or p.rejection.split(":")[0] in set(Reason)
     assert hf.device in ("cpu", "cuda")
 
