@@ -103,16 +103,20 @@ def elisions(text: str, parent: str) -> list[str]:
     """Lines that stand for code the model left out (``# ... rest unchanged ...``, a bare
     ``# ...``), new in ``text`` (a comment the parent already had is its own)."""
     before = set(parent.split("\n"))
-    found = []
-    for line in text.split("\n"):
-        if line in before:
-            continue
-        stripped = line.strip()
-        if _DOTS.match(line) and stripped != "..." or _ELISION.match(line) and ("..." in line or "…" in line or re.search(
-                r"\b(unchanged|omitted|elided|not shown|same as (before|above)|as before)\b",
-                line, re.I)):
-            found.append(stripped)
-    return found
+    return [line.strip() for line in text.split("\n")
+            if line not in before and _is_elision(line)]
+
+
+_SURE = re.compile(r"\b(unchanged|omitted|elided|not shown|same as (before|above)|as before)\b",
+                   re.I)
+
+
+def _is_elision(line: str) -> bool:
+    if _DOTS.match(line):
+        return line.strip() != "..."  # a bare Ellipsis statement is code
+    if not _ELISION.match(line):
+        return False
+    return "..." in line or "…" in line or bool(_SURE.search(line))
 
 
 def _check_elisions(path: str, text: str, parent: str) -> None:
