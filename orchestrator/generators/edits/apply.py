@@ -24,6 +24,9 @@ def apply_edits(
             or several times, or an unterminated block or rewrite.
     """
     if parsed.empty:
+        if parsed.cut:
+            raise Rejected(Reason.TRUNCATED, "the answer was cut at the token limit before one "
+                           "edit was complete")
         if parsed.unterminated:
             raise Rejected(Reason.UNTERMINATED, f"{parsed.unterminated} block(s) never ended")
         raise Rejected(Reason.NO_EDIT, "no SEARCH/REPLACE block or code block found")

@@ -97,6 +97,8 @@ class ParsedEdits:
     """What the parser tolerated or dropped, e.g. ``1 unterminated block dropped``."""
     unterminated: int = 0
     """Blocks that started but never ended."""
+    cut: bool = False
+    """The backend says the answer was cut at its token limit."""
 
 
     @property
@@ -213,11 +215,8 @@ def parse_edits(text: str, editable: tuple[str, ...], *, truncated: bool = False
     elif not parsed.unterminated:
         _parse_rewrites(lines, editable, parsed)
     if truncated:
+        parsed.cut = True
         parsed.notes.append("the answer was cut at the token limit: only complete edits kept")
-        parsed.rewrites = [r for r in parsed.rewrites if r.closed and not (
-            r is parsed.rewrites[-1] and not parsed.blocks)]
-        if not parsed.blocks and not parsed.rewrites:
-            parsed.unterminated = max(parsed.unterminated, 1)
     return parsed
 
 
@@ -232,6 +231,8 @@ def _parse_blocks(lines: list[str], editable: tuple[str, ...], parsed: ParsedEdi
         if not _SEARCH.match(line):
             if fence and _closes(line, fence):
                 fence = ""
+                if fence_at in used:  # the fence around a block: its closing line is the block's
+                    used.add(i)
             elif not fence and (opened := _fence_open(line)):
                 fence, fence_at = opened.group(1), i
             i += 1

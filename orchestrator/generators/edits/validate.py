@@ -49,8 +49,8 @@ def check_files(
             raise Rejected(Reason.TOO_LARGE, f"{path} is {size} bytes; the limit is {cap}")
     for path, text in sorted(files.items()):
         if path.endswith(".py"):
-            _check_syntax(path, text)
             _check_elisions(path, text, parent.get(path, ""))
+            _check_syntax(path, text)
             _check_names(path, text)
     if files == parent:
         raise Rejected(Reason.UNCHANGED, "the edits leave the source as it was")
