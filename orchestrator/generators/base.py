@@ -171,6 +171,8 @@ class Reason(StrEnum):
     """A SEARCH text matches more than one place: it must apply exactly once."""
     SYNTAX = "syntax"
     """An edited Python file does not parse."""
+    ELIDED = "elided"
+    """An edit holds a placeholder (``# ... rest unchanged ...``) where code should be."""
     UNDEFINED = "undefined"
     """An edited Python file uses a name that is defined nowhere (it would crash at run time)."""
     TOO_LARGE = "too_large"

@@ -24,6 +24,9 @@ def apply_edits(
             or several times, or an unterminated block or rewrite.
     """
     if parsed.empty:
+        if parsed.cut:
+            raise Rejected(Reason.TRUNCATED, "the answer was cut at the token limit before one "
+                           "edit was complete")
         if parsed.unterminated:
             raise Rejected(Reason.UNTERMINATED, f"{parsed.unterminated} block(s) never ended")
         raise Rejected(Reason.NO_EDIT, "no SEARCH/REPLACE block or code block found")
@@ -85,6 +88,7 @@ def apply_block(text: str, block: Block, n: int = 1) -> tuple[str, str | None]:
         if not text.strip():
             return block.replace, None
         raise Rejected(Reason.NO_MATCH, f"block {n} has an empty SEARCH text")
+    block = _match_indent_style(text, block)
     count = text.count(block.search)
     if count == 1:
         return text.replace(block.search, block.replace, 1), None
@@ -109,6 +113,33 @@ def apply_block(text: str, block: Block, n: int = 1) -> tuple[str, str | None]:
     start = hits[0]
     lines[start : start + len(pattern)] = [_indent(line, shift) for line in new]
     return "\n".join(lines), note
+
+
+def _match_indent_style(text: str, block: Block) -> Block:
+    """A block indented with tabs for a file indented with spaces (or the reverse) would make a
+    ``TabError``: re-indent its leading whitespace the file's way (a tab is four spaces)."""
+    file_tabs = any(line.startswith("\t") for line in text.split("\n"))
+    file_spaces = any(line.startswith(" ") for line in text.split("\n"))
+    if file_spaces and not file_tabs:
+        return Block(block.path, _leading(block.search, lambda w: w.expandtabs(4)),
+                     _leading(block.replace, lambda w: w.expandtabs(4)), block.fence_closed)
+    if file_tabs and not file_spaces:
+        return Block(block.path, _leading(block.search, _to_tabs),
+                     _leading(block.replace, _to_tabs), block.fence_closed)
+    return block
+
+
+def _leading(text: str, fix: Callable[[str], str]) -> str:
+    out = []
+    for line in text.split("\n"):
+        body = line.lstrip(" \t")
+        out.append(fix(line[: len(line) - len(body)]) + body)
+    return "\n".join(out)
+
+
+def _to_tabs(white: str) -> str:
+    width = len(white.expandtabs(4))
+    return "\t" * (width // 4) + " " * (width % 4)
 
 
 def _trim(lines: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ with its reason. It never raises for what a model wrote.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Set
 
 from pyflakes import api as pyflakes_api
@@ -48,10 +49,14 @@ def check_files(
             raise Rejected(Reason.TOO_LARGE, f"{path} is {size} bytes; the limit is {cap}")
     for path, text in sorted(files.items()):
         if path.endswith(".py"):
+            _check_elisions(path, text, parent.get(path, ""))
             _check_syntax(path, text)
             _check_names(path, text)
     if files == parent:
         raise Rejected(Reason.UNCHANGED, "the edits leave the source as it was")
+    if all(_same_code(files[p], parent.get(p)) for p in files if files[p] != parent.get(p)):
+        raise Rejected(Reason.UNCHANGED, "only comments, docstrings or whitespace changed: the "
+                       "program would run exactly as before")
     if variant_hash(files) in seen:
         raise Rejected(Reason.DUPLICATE, f"source {variant_hash(files)[:16]} was seen before")
 
@@ -85,6 +90,61 @@ def _check_names(path: str, text: str) -> None:
     names = undefined_names(text, path)
     if names:
         raise Rejected(Reason.UNDEFINED, f"{path} uses {', '.join(names[:5])}, defined nowhere")
+
+
+_ELISION = re.compile(
+    r"^\s*(#|//)\s*(\.\.\.|…|\[\.\.\.\]|\(\.\.\.\))?.*"
+    r"\b(rest|remaining|existing|unchanged|same as (before|above)|omitted|as before|previous|"
+    r"other (code|methods|functions)|truncated|elided|not shown)\b", re.I)
+_DOTS = re.compile(r"^\s*(#|//)?\s*(\.\.\.|…)\s*$")
+
+
+def elisions(text: str, parent: str) -> list[str]:
+    """Lines that stand for code the model left out (``# ... rest unchanged ...``, a bare
+    ``# ...``), new in ``text`` (a comment the parent already had is its own)."""
+    before = set(parent.split("\n"))
+    return [line.strip() for line in text.split("\n")
+            if line not in before and _is_elision(line)]
+
+
+_SURE = re.compile(r"\b(unchanged|omitted|elided|not shown|same as (before|above)|as before)\b",
+                   re.I)
+
+
+def _is_elision(line: str) -> bool:
+    if _DOTS.match(line):
+        return line.strip() != "..."  # a bare Ellipsis statement is code
+    if not _ELISION.match(line):
+        return False
+    return "..." in line or "…" in line or bool(_SURE.search(line))
+
+
+def _check_elisions(path: str, text: str, parent: str) -> None:
+    found = elisions(text, parent)
+    if found:
+        raise Rejected(Reason.ELIDED, f"{path} holds {found[0][:60]!r} in place of code: every "
+                       "line of an edited region must be written out")
+
+
+def _same_code(text: str, parent: str | None) -> bool:
+    """Whether two sources are the same program: equal syntax trees once docstrings are
+    dropped (comments and whitespace are not in the tree)."""
+    if parent is None:
+        return False
+    try:
+        return _code_tree(text) == _code_tree(parent)
+    except (SyntaxError, ValueError):
+        return False
+
+
+def _code_tree(text: str) -> str:
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(
+                body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+    return ast.dump(tree, include_attributes=False)
 
 
 def _check_syntax(path: str, text: str) -> None:
@@ -137,7 +197,8 @@ def proposal_from_answer(
     limits: ValidationConfig = ValidationConfig(),
 ) -> Proposal:
     """Turn a model's answer into a valid or rejected proposal. Never raises for its content."""
-    parsed = parse_edits(answer, editable)
+    cut = call is not None and call.finish_reason == "length"
+    parsed = parse_edits(answer, editable, truncated=cut)
     try:
         files, notes = apply_edits(parent, parsed, editable)
         _check_rewrites(files, parent, limits, [r.path or editable[0] for r in parsed.rewrites])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.generators.base import Rejected
+from orchestrator.generators.base import GenerationCall, Rejected
 from orchestrator.generators.edits.apply import apply_block
 from orchestrator.generators.edits.parse import Block, parse_edits
 from orchestrator.generators.edits.validate import proposal_from_answer
@@ -28,9 +28,10 @@ def test_corpus_answer(name, toy, single):
     program = single if want.get("program") == "single" else toy
     parent = program.source_files()
     answer = (CORPUS / name).read_bytes().decode()
+    call = GenerationCall("openai", "m", "p", answer, finish_reason=want.get("finish_reason"))
     proposal = proposal_from_answer(
         answer, parent_id="p0", parent=parent, seed_files=parent,
-        editable=program.manifest.program.editable, seen=frozenset(), call=None,
+        editable=program.manifest.program.editable, seen=frozenset(), call=call,
     )
     if want["outcome"] == "valid":
         assert proposal.valid, proposal.rejection
@@ -91,3 +92,26 @@ def test_tolerant_match_must_still_be_unique():
 def test_file_name_written_with_a_directory_resolves_to_the_editable_path():
     parsed = parse_edits((CORPUS / "24_name_in_fence_header.txt").read_text(), ("train.py",))
     assert parsed.blocks[0].path == "train.py"
+
+
+def test_reasoning_of_every_known_shape_is_not_the_answer():
+    from orchestrator.generators.edits.parse import normalize
+
+    assert normalize("[THINK]draft[/THINK]real") == "real"
+    assert normalize("<reasoning>x</reasoning>y") == "y"
+    assert normalize("◁think▷a◁/think▷b") == "b"
+    harmony = ("<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>commentary"
+               "<|message|>c<|end|><|start|>assistant<|channel|>final<|message|>F<|return|>")
+    assert normalize(harmony) == "F"
+
+
+def test_elisions_are_new_placeholder_lines_never_code_or_the_parents_own_comments():
+    from orchestrator.generators.edits.validate import elisions
+
+    parent = "def f():\n    # ... keep this as before\n    return 1\n"
+    assert elisions(parent, parent) == []
+    assert elisions("class P(Protocol):\n    def f(self): ...\n    ...\n", "") == []
+    assert elisions("x = 1\n# ... rest unchanged ...\n", "") == ["# ... rest unchanged ..."]
+    assert elisions("x = 1\n    # (rest of the code omitted)\n", "") == [
+        "# (rest of the code omitted)"]
+    assert elisions("x = 1  # the rest is tuned below\n", "") == []
