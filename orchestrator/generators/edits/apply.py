@@ -23,10 +23,10 @@ def apply_edits(
         Rejected: no usable edit, a file that is not editable, a SEARCH text that matches zero
             or several times, or an unterminated block or rewrite.
     """
+    if parsed.cut:
+        raise Rejected(Reason.TRUNCATED, "the answer was cut at the token limit "
+                       "(finish_reason: length): its edits may be incomplete")
     if parsed.empty:
-        if parsed.cut:
-            raise Rejected(Reason.TRUNCATED, "the answer was cut at the token limit before one "
-                           "edit was complete")
         if parsed.unterminated:
             raise Rejected(Reason.UNTERMINATED, f"{parsed.unterminated} block(s) never ended")
         raise Rejected(Reason.NO_EDIT, "no SEARCH/REPLACE block or code block found")

@@ -36,10 +36,12 @@ docstring or string of the code (indented, or with text around it) does not end 
 A named block is routed by its name: a fence info string or header line naming a file that is not
 editable (``evaluate.py``) makes a ``not_editable`` rejection, never an edit of another file.
 
-Truncation (an answer cut at the token limit: the backend's ``finish_reason`` is ``length``, or a
-block or fence never ends): the complete SEARCH/REPLACE blocks and hunks before the cut are kept
-and the cut one is dropped (noted); a whole-file rewrite whose fence never closed is refused as
-``truncated``, and so is a cut answer with no complete edit.
+Truncation: an answer the backend says it cut at its token limit (``finish_reason`` is
+``length``) is refused as ``truncated`` whatever it holds: the model meant more than it wrote, and
+half of a set of edits that belong together is not what it proposed. An answer cut with no word
+from the backend shows it in its text: a block that never ends is dropped (noted) and the
+complete blocks and hunks before it are kept; a whole-file rewrite whose fence never closed is
+refused as ``truncated``.
 """
 
 from __future__ import annotations
@@ -214,9 +216,7 @@ def parse_edits(text: str, editable: tuple[str, ...], *, truncated: bool = False
             parsed.notes.append(f"a whole {rewrite.path} beside blocks that edit it: ignored")
     elif not parsed.unterminated:
         _parse_rewrites(lines, editable, parsed)
-    if truncated:
-        parsed.cut = True
-        parsed.notes.append("the answer was cut at the token limit: only complete edits kept")
+    parsed.cut = truncated
     return parsed
 
 
