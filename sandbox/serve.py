@@ -1,0 +1,41 @@
+"""The model server's entrypoint: ``python -m sandbox.serve [SCRIPT]``.
+
+Runs in the model container of a split evaluation (see :mod:`sandbox.remote`). It imports torch
+once, so that every per-request worker forks with it loaded, then runs the program's model-side
+script (``serve.py`` in the program folder by default), which calls ``remote.serve(load)``. A
+program without that script gets the default: its ``$SELFPROG_OUT/model.pt`` served as TorchScript
+(``remote.torchscript()``).
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+
+SCRIPT = "serve.py"
+"""The model-side script's conventional name, beside the program's evaluator."""
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        sys.stderr.write("usage: python -m sandbox.serve [SCRIPT]\n")
+        return 2
+    import torch  # noqa: F401 - loaded once here, shared by every forked worker
+
+    from sandbox import remote
+
+    if os.environ.get("SELFPROG_STAGE") == "serve" and os.getppid() == 1:
+        # the server's own container (its init is our parent): a request's leftovers are
+        # swept whole, whatever process group they moved to
+        os.environ["SELFPROG_SERVE_SWEEP"] = "1"
+    script = argv[0] if argv else SCRIPT
+    if os.path.isfile(script):
+        runpy.run_path(script, run_name="__main__")
+    else:
+        remote.serve(remote.torchscript())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
