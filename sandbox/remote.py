@@ -43,7 +43,7 @@ SOCKET = "/sock/model.sock"
 """Where the server listens unless ``SELFPROG_SOCKET`` says otherwise."""
 REQUEST_S = 120.0
 """Longest one request may take (load, answer) unless ``SELFPROG_SERVE_REQUEST_S`` says."""
-CONNECT_S = 60.0
+CONNECT_S = 30.0
 """How long the evaluator waits for the server to start listening (it starts beside EVAL)."""
 WIPE = ("/tmp", "/dev/shm")
 """Emptied after every request: the only writable places a model server has."""
@@ -151,7 +151,7 @@ def read_paths() -> list[str]:
     here = str(Path(__file__).resolve().parent)
     return sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, here, os.getcwd(), out, "/usr",
                    "/lib", "/lib64", "/etc/ld.so.cache", "/dev/null", "/dev/urandom",
-                   "/proc/self", "/sys/devices/system/cpu", "/sys/fs/cgroup"})
+                   "/proc/self", "/proc/cpuinfo", "/sys/devices/system/cpu", "/sys/fs/cgroup"})
 
 
 def serve(load: Callable[[], Predict], path: str | None = None, *,
@@ -355,14 +355,14 @@ def torchscript(path: str | None = None) -> Callable[[], Predict]:
     Its ``predict`` takes ``{"x": array}`` (and ``"last": true`` to keep only the last position
     of a sequence output) and answers ``{"y": float32 or int64 array, "params": count}``.
     """
+    import io
+    import warnings
+
+    import torch  # here, in the supervisor: every worker forks with it already loaded
+
     where = path or str(Path(os.environ.get("SELFPROG_OUT", "/out")) / "model.pt")
 
     def load() -> Predict:
-        import io
-        import warnings
-
-        import torch
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             with open(where, "rb") as handle:

@@ -1,10 +1,11 @@
 """The model server's entrypoint: ``python -m sandbox.serve [SCRIPT]``.
 
-Runs in the model container of a split evaluation (see :mod:`sandbox.remote`). It imports torch
-once, so that every per-request worker forks with it loaded, then runs the program's model-side
-script (``serve.py`` in the program folder by default), which calls ``remote.serve(load)``. A
-program without that script gets the default: its ``$SELFPROG_OUT/model.pt`` served as TorchScript
-(``remote.torchscript()``).
+Runs in the model container of a split evaluation (see :mod:`sandbox.remote`). It runs the
+program's model-side script (``serve.py`` in the program folder by default), which calls
+``remote.serve(load)``; a program without that script gets the default, its
+``$SELFPROG_OUT/model.pt`` served as TorchScript (``remote.torchscript()``). Whatever the script
+imports before ``serve`` (torch, for a TorchScript model) is imported once, in the supervisor, and
+every per-request worker forks with it loaded.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         sys.stderr.write("usage: python -m sandbox.serve [SCRIPT]\n")
         return 2
-    import torch  # noqa: F401 - loaded once here, shared by every forked worker
-
     from sandbox import remote
 
     if os.environ.get("SELFPROG_STAGE") == "serve" and os.getppid() == 1:
