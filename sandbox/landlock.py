@@ -71,7 +71,8 @@ def handled_fs(abi: int) -> int:
 def restrict(read: Iterable[str], write: Iterable[str] = ()) -> int:
     """Restrict this process (and its future children) to reading ``read`` and writing ``write``.
 
-    Paths that do not exist are skipped. A path in ``write`` is also readable.
+    Paths that do not exist are skipped. A path in ``write`` gets every right (read, write,
+    execute, device ioctls: a GPU's ``/dev/nvidia*`` needs them).
 
     Returns:
         The Landlock ABI version now enforced, or 0 where the kernel has no Landlock (nothing
@@ -97,8 +98,7 @@ def restrict(read: Iterable[str], write: Iterable[str] = ()) -> int:
     if ruleset < 0:
         raise _error("landlock_create_ruleset")
     try:
-        writable = fs & ~(EXECUTE | IOCTL_DEV)
-        for paths, rights in ((read, _READ), (write, writable | _READ)):
+        for paths, rights in ((read, _READ), (write, fs)):
             for path in paths:
                 _allow(libc, add_rule, int(ruleset), path, rights & fs)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
