@@ -373,7 +373,9 @@ def torchscript(path: str | None = None) -> Callable[[], Predict]:
             x = request.get("x")
             if not hasattr(x, "dtype"):
                 raise ValueError("the request needs an array 'x'")
-            with torch.no_grad():
+            # a worker runs the module once: the JIT's profiling and re-optimising would cost
+            # more than they save (they are for the many calls of a long-lived process)
+            with torch.no_grad(), torch.jit.optimized_execution(False):
                 y = module(torch.from_numpy(x))
             if not isinstance(y, torch.Tensor):
                 raise ValueError(f"forward returned {type(y).__name__}, not a tensor")
