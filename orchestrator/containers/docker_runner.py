@@ -185,11 +185,14 @@ class DockerRunner:
             spec = self._spec(request, "eval", image, gpu_ids, attempt, None, artifacts, sock)
             with hardened(self.client.api, self._server(request, image, attempt, sock, artifacts),
                           removals.append) as server:
-                server.start()
+                starting = _Started(server.start)  # overlaps EVAL's own create and start
                 try:
-                    return run_stage(self.client, spec, folder / "eval.log", events)
+                    outcome = run_stage(self.client, spec, folder / "eval.log", events)
                 finally:
+                    starting.join()
                     _keep_log(self.client.api, server.id, folder / "serve.log")
+                starting.check()  # the engine failed to start it: not the variant's fault
+                return outcome
         finally:
             cleanup.run(*removals, lambda: _remove_volume(sock, request.variant.id))
 
@@ -285,6 +288,29 @@ def cpu_cap(budget_s: float, cpus: float) -> float:
     """CPU-seconds a CPU TRAIN stage may use: its budget on every core it has, half again for
     start-up and export, plus 10 s. A variant that drops the budget check gains nothing past it."""
     return budget_s * cpus * 1.5 + 10.0
+
+
+class _Started:
+    """``start()`` in a thread; ``check`` re-raises what it raised (an engine error)."""
+
+    def __init__(self, start: Callable[[], None]):
+        self.error: BaseException | None = None
+
+        def body() -> None:
+            try:
+                start()
+            except BaseException as exc:  # handed to the caller's thread by ``check``
+                self.error = exc
+
+        self.thread = threading.Thread(target=body, daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 class _Background:
