@@ -181,20 +181,36 @@ class DockerRunner:
         folder, artifacts = request.folder, request.folder / "artifacts"
         sock = self._volume(request, attempt, "sock", 16 * 1024 * 1024)
         removals: list[Callable[[], None]] = []
+        eval_removals: list[Callable[[], None]] = []
         try:
             spec = self._spec(request, "eval", image, gpu_ids, attempt, None, artifacts, sock)
             with hardened(self.client.api, self._server(request, image, attempt, sock, artifacts),
                           removals.append) as server:
                 starting = _Started(server.start)  # overlaps EVAL's own create and start
                 try:
-                    outcome = run_stage(self.client, spec, folder / "eval.log", events)
+                    outcome = run_stage(self.client, spec, folder / "eval.log", events,
+                                        defer=eval_removals.append)
                 finally:
                     starting.join()
                     _keep_log(self.client.api, server.id, folder / "serve.log")
                 starting.check()  # the engine failed to start it: not the variant's fault
                 return outcome
         finally:
-            cleanup.run(*removals, lambda: _remove_volume(sock, request.variant.id))
+            # EVAL's container and the server's go at once; the socket volume after both
+            eval_gone = threading.Event()
+
+            def remove_eval() -> None:
+                try:
+                    for task in eval_removals:
+                        task()
+                finally:
+                    eval_gone.set()
+
+            def after_eval() -> None:
+                eval_gone.wait()
+
+            cleanup.run(remove_eval)
+            cleanup.run(*removals, after_eval, lambda: _remove_volume(sock, request.variant.id))
 
     def _server(self, request: RunRequest, image: str, attempt: int, sock: Volume,
                 artifacts: Path) -> ContainerSpec:
