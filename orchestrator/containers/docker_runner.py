@@ -182,17 +182,18 @@ class DockerRunner:
         sock = self._volume(request, attempt, "sock", 16 * 1024 * 1024)
         removals: list[Callable[[], None]] = []
         eval_removals: list[Callable[[], None]] = []
+        server_id: str | None = None
         try:
             spec = self._spec(request, "eval", image, gpu_ids, attempt, None, artifacts, sock)
             with hardened(self.client.api, self._server(request, image, attempt, sock, artifacts),
                           removals.append) as server:
                 starting = _Started(server.start)  # overlaps EVAL's own create and start
+                server_id = server.id
                 try:
                     outcome = run_stage(self.client, spec, folder / "eval.log", events,
                                         defer=eval_removals.append)
                 finally:
                     starting.join()
-                    _keep_log(self.client.api, server.id, folder / "serve.log")
                 starting.check()  # the engine failed to start it: not the variant's fault
                 return outcome
         finally:
@@ -209,8 +210,13 @@ class DockerRunner:
             def after_eval() -> None:
                 eval_gone.wait()
 
+            def keep_log() -> None:  # read before the server goes, off EVAL's path
+                if server_id is not None:
+                    _keep_log(self.client.api, server_id, folder / "serve.log")
+
             cleanup.run(remove_eval)
-            cleanup.run(*removals, after_eval, lambda: _remove_volume(sock, request.variant.id))
+            cleanup.run(keep_log, *removals, after_eval,
+                        lambda: _remove_volume(sock, request.variant.id))
 
     def _server(self, request: RunRequest, image: str, attempt: int, sock: Volume,
                 artifacts: Path) -> ContainerSpec:
