@@ -198,9 +198,10 @@ floor measured in the same run ({"met" if ratio <= 1.5 else "NOT met"}). The mac
 shared with other work: compare only figures measured in the same run. Split evaluation: at most
 0.5 s per variant ({"met" if split <= 0.5 else "NOT met"}).
 
-What split evaluation adds: the socket volume, the model server's container (created and started
-before EVAL, so its start overlaps EVAL's), one forked worker per request, and the server's removal
-(in the background, with TRAIN's). What the sandbox adds over the floor: the `/out` volume,
+What split evaluation adds: the socket volume, the model server's container (created, then
+started in a thread while EVAL's container is created and started), the evaluator's wait for the
+server to listen, one forked worker per request, and the removal of the server and the volume (at
+the same time as EVAL's container's). What the sandbox adds over the floor: the `/out` volume,
 copying `/out` out of the live TRAIN container, the harness's own Python start in each stage,
 reading the protocol stream and the host-side cgroup watchdog; TRAIN's container is removed
 while EVAL runs.
