@@ -5,6 +5,12 @@ and is the only writer of the container's stdout. It writes ``hello`` first, for
 protocol lines (capped in length and number), turns the child's own stdout and stderr into capped
 ``log`` messages, and writes ``exit`` last. So nothing a program prints can pass for a message.
 
+In the TRAIN stage the child restricts itself with Landlock before it runs the variant's code
+(:mod:`sandbox.landlock`): it may read anything the container shows but write only beneath
+``SELFPROG_OUT``, ``/tmp`` and ``/dev``, so it can no longer reach the harness's stdout through
+``/proc/<pid>/fd/1``, signal the harness, or open TCP. Where the kernel has no Landlock a warning
+goes to the stage log and the container's isolation is all there is.
+
 SIGTERM is forwarded to the child's process group, followed by SIGKILL after a grace period. When
 the child exits, the harness stops waiting for pipes that its orphans may hold open, kills what is
 left of the group, and reports. With ``SELFPROG_LINGER_S`` set (the TRAIN stage), it then waits to
@@ -24,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from sandbox import landlock
 from sandbox.limits import (
     MAX_LINE_BYTES,
     MAX_LOG_LINES,
@@ -131,10 +138,18 @@ class Harness:
         read_fd, write_fd = os.pipe()
         env = {**os.environ, "SELFPROG_PROTOCOL_FD": str(write_fd), "SELFPROG_STAGE": self.stage}
         env.pop("SELFPROG_LINGER_S", None)
+        restrict = None
+        if self.stage == "train":
+            if landlock.abi_version():
+                restrict = _restrict_train
+            else:
+                self.emit({"type": "log", "stream": "harness", "text": "warning: this kernel has "
+                           "no Landlock; TRAIN runs with the container's isolation only"})
         try:
             self.child = subprocess.Popen(
                 [sys.executable, self.script], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, pass_fds=(write_fd,), env=env, start_new_session=True)
+                stderr=subprocess.PIPE, pass_fds=(write_fd,), env=env, start_new_session=True,
+                preexec_fn=restrict)  # noqa: PLW1509 - the harness has no other thread
         except OSError as exc:
             self.emit({"type": "error", "kind": "harness", "message": f"cannot start: {exc}"})
             return self.finish(127, start)
@@ -194,6 +209,15 @@ class Harness:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             time.sleep(linger)  # the host copies SELFPROG_OUT, then removes the container
         return code if 0 <= code < 256 else 128 + (-code % 128)
+
+
+def _restrict_train() -> None:
+    """In the TRAIN child, before exec: write only beneath SELFPROG_OUT, /tmp and /dev."""
+    try:
+        landlock.restrict(["/"], [os.environ.get("SELFPROG_OUT", "/out"), "/tmp", "/dev"])
+    except OSError as exc:  # stderr is already the pipe the harness logs
+        os.write(2, f"warning: Landlock refused ({exc}); TRAIN runs with the container's "
+                    "isolation only\n".encode())
 
 
 def cgroup_memory() -> tuple[int | None, int | None]:

@@ -5,8 +5,14 @@ tmpfs volume). Its artifacts are copied, capped, into the variant's folder. EVAL
 ORIGINAL program's image (its evaluator, the held-out data read-only, the copied artifacts
 read-only at ``/out``). Only EVAL's ``result`` becomes the variant's metrics.
 
-Writes into ``request.folder``: ``train.log``, ``eval.log``, ``events.jsonl``, ``artifacts/`` and
-``result.json``. Safe to call from several threads at once.
+Split evaluation: a program with a model-side script (``serve.py`` beside its evaluator) never has
+its model loaded by the evaluator. A MODEL SERVER container (the original image again, running
+``python -m sandbox.serve``, the artifacts read-only at ``/out``, no ``/data``) starts beside EVAL,
+under the same deadline, and the two share only a unix socket on a per-evaluation tmpfs volume at
+``/sock``. The server is removed with EVAL.
+
+Writes into ``request.folder``: ``train.log``, ``eval.log``, ``serve.log`` (split evaluation),
+``events.jsonl``, ``artifacts/`` and ``result.json``. Safe to call from several threads at once.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from docker.models.volumes import Volume
 from docker.types import Mount
 
 from orchestrator.containers import hardening as hard
+from orchestrator.containers.container import ContainerSpec, hardened
 from orchestrator.containers.engine import gpu_runtime
 from orchestrator.containers.images import Flavour, ensure_runtime
 from orchestrator.containers.stage import Stage, StageOutcome, StageSpec, run_stage
@@ -35,6 +42,12 @@ from orchestrator.runner import RunRequest, cpu_cap
 
 OUT = "/out"
 DATA = "/data"
+SOCK = "/sock"
+SERVE_SCRIPT = "serve.py"
+"""A program's model-side script, by convention beside its evaluator; when present, EVAL splits."""
+SERVE_ENTRYPOINT = ["/opt/venv/bin/python", "-m", "sandbox.serve"]
+SERVE_LOG_BYTES = 256 * 1024
+"""How much of the model server's own output ``serve.log`` keeps (its tail)."""
 
 
 class DockerRunner:
@@ -157,20 +170,90 @@ class DockerRunner:
         if train.result.status is not Status.OK:
             record.status, record.error = train.result.status, f"train: {train.result.error}"
             return None
-        return run_stage(self.client, self._spec(request, "eval", images[1], gpu_ids, attempt,
-                                                 None, artifacts), folder / "eval.log", events)
+        if not (request.variant.program.root / SERVE_SCRIPT).is_file():
+            return run_stage(self.client, self._spec(request, "eval", images[1], gpu_ids,
+                                                     attempt, None, artifacts),
+                             folder / "eval.log", events)
+        return self._split_eval(request, images[1], gpu_ids, attempt, events, cleanup)
 
-    def _volume(self, request: RunRequest, attempt: int) -> Volume:
-        name = hard.container_name(request.run_id, request.variant.id, request.seed, "out", attempt)
-        size = request.variant.program.manifest.resources.disk_bytes
+    def _split_eval(self, request: RunRequest, image: str, gpu_ids: tuple[int, ...], attempt: int,
+                    events: IO[str], cleanup: _Background) -> StageOutcome:
+        """EVAL with the model in its own container: the server starts first (it imports torch
+        while EVAL starts), both share only the socket volume, and both go when EVAL ends."""
+        folder, artifacts = request.folder, request.folder / "artifacts"
+        sock = self._volume(request, attempt, "sock", 16 * 1024 * 1024)
+        removals: list[Callable[[], None]] = []
+        eval_removals: list[Callable[[], None]] = []
+        server_id: str | None = None
+        try:
+            spec = self._spec(request, "eval", image, gpu_ids, attempt, None, artifacts, sock)
+            with hardened(self.client.api, self._server(request, image, attempt, sock, artifacts),
+                          removals.append) as server:
+                starting = _Started(server.start)  # overlaps EVAL's own create and start
+                server_id = server.id
+                try:
+                    outcome = run_stage(self.client, spec, folder / "eval.log", events,
+                                        defer=eval_removals.append)
+                finally:
+                    starting.join()
+                starting.check()  # the engine failed to start it: not the variant's fault
+                return outcome
+        finally:
+            # EVAL's container and the server's go at once; the socket volume after both
+            eval_gone = threading.Event()
+
+            def remove_eval() -> None:
+                try:
+                    for task in eval_removals:
+                        task()
+                finally:
+                    eval_gone.set()
+
+            def after_eval() -> None:
+                eval_gone.wait()
+
+            def keep_log() -> None:  # read before the server goes, off EVAL's path
+                if server_id is not None:
+                    _keep_log(self.client.api, server_id, folder / "serve.log")
+
+            cleanup.run(remove_eval)
+            cleanup.run(keep_log, *removals, after_eval,
+                        lambda: _remove_volume(sock, request.variant.id))
+
+    def _server(self, request: RunRequest, image: str, attempt: int, sock: Volume,
+                artifacts: Path) -> ContainerSpec:
+        """The model server: the original image, the artifacts read-only, the socket, no data,
+        no GPU, EVAL's deadline."""
+        program = request.variant.program
+        res = program.manifest.resources
+        mounts = [Mount(OUT, str(artifacts.resolve()), type="bind", read_only=True),
+                  Mount(SOCK, sock.name, type="volume")]
+        env = {"SELFPROG_STAGE": "serve", "SELFPROG_OUT": OUT,
+               "SELFPROG_SOCKET": f"{SOCK}/model.sock", "SELFPROG_PROGRAM": program.name,
+               "SELFPROG_SERVE_REQUEST_S": f"{res.timeout_s:g}", "PYTHONHASHSEED": "0"}
+        cpus = min(res.cpus, request.cpus) if request.cpus else res.cpus
+        return ContainerSpec(
+            what="the model server", image=image,
+            name=hard.container_name(request.run_id, request.variant.id, request.seed, "serve",
+                                     attempt),
+            labels=hard.labels(request.run_id, request.variant.id, "serve"),
+            create=hard.create_kwargs(res, self.hardening, cpus=cpus, env=env, mounts=mounts),
+            command=[SERVE_SCRIPT], entrypoint=SERVE_ENTRYPOINT, timeout_s=res.timeout_s,
+            grace_s=self.grace_s, variant_id=request.variant.id,
+            log=request.folder / "serve.log")
+
+    def _volume(self, request: RunRequest, attempt: int, what: str = "out",
+                size: int | None = None) -> Volume:
+        name = hard.container_name(request.run_id, request.variant.id, request.seed, what, attempt)
+        size = size or request.variant.program.manifest.resources.disk_bytes
         try:
             self._claim_volume(name, request.variant.id)
             return self.client.volumes.create(
                 name=name, driver="local", labels=hard.labels(request.run_id, request.variant.id,
-                                                              "out"),
+                                                              what),
                 driver_opts={"type": "tmpfs", "device": "tmpfs", "o": f"size={size},uid=10001"})
         except docker.errors.DockerException as exc:
-            raise InfraError(f"cannot create the output volume: {exc}",
+            raise InfraError(f"cannot create the {what} volume: {exc}",
                              variant_id=request.variant.id) from None
 
     def _claim_volume(self, name: str, variant_id: str) -> None:
@@ -187,7 +270,8 @@ class DockerRunner:
         self.client.api.remove_volume(name, force=True)
 
     def _spec(self, request: RunRequest, stage: Stage, image: str, gpu_ids: tuple[int, ...],
-              attempt: int, volume: Volume | None, artifacts: Path) -> StageSpec:
+              attempt: int, volume: Volume | None, artifacts: Path,
+              sock: Volume | None = None) -> StageSpec:
         program = request.variant.program
         res = program.manifest.resources
         data = program.data_path(stage)
@@ -195,6 +279,8 @@ class DockerRunner:
                   else hard.readonly_bind(OUT, artifacts.resolve())]
         if data:
             mounts.append(hard.readonly_bind(DATA, data))
+        if sock is not None:
+            mounts.append(Mount(SOCK, sock.name, type="volume"))
         env = {
             "SELFPROG_STAGE": stage, "SELFPROG_OUT": OUT, "SELFPROG_DATA": DATA,
             "SELFPROG_SEED": str(request.seed), "SELFPROG_PROGRAM": program.name,
@@ -203,6 +289,9 @@ class DockerRunner:
         }
         if stage == "train":
             env["SELFPROG_LINGER_S"] = f"{self.linger_s:g}"
+        if sock is not None:
+            env["SELFPROG_SOCKET"] = f"{SOCK}/model.sock"
+            env["SELFPROG_SERVE_REQUEST_S"] = f"{res.timeout_s:g}"
         cpus = min(res.cpus, request.cpus) if request.cpus else res.cpus
         entry = program.manifest.program
         return StageSpec(
@@ -217,6 +306,29 @@ class DockerRunner:
             cpu_limit_s=cpu_cap(res.budget_s(False), cpus) if stage == "train" and not gpu_ids
             else None,
             copy_out=artifacts if stage == "train" else None, copy_cap=res.disk_bytes)
+
+
+class _Started:
+    """``start()`` in a thread; ``check`` re-raises what it raised (an engine error)."""
+
+    def __init__(self, start: Callable[[], None]):
+        self.error: BaseException | None = None
+
+        def body() -> None:
+            try:
+                start()
+            except BaseException as exc:  # handed to the caller's thread by ``check``
+                self.error = exc
+
+        self.thread = threading.Thread(target=body, daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 class _Background:
@@ -265,6 +377,15 @@ def judge(program: Program, evaluation: StageOutcome,
 def _with_problems(outcome: StageOutcome) -> StageResult:
     outcome.result.violations.extend(outcome.problems)
     return outcome.result
+
+
+def _keep_log(api: object, container: str, path: Path) -> None:
+    """The tail of the model server's output (its notes, a crash's traceback) into ``path``."""
+    try:
+        raw = api.logs(container, stdout=True, stderr=True)  # type: ignore[attr-defined]
+    except docker.errors.DockerException as exc:
+        raw = f"(the model server's output could not be read: {exc})\n".encode()
+    path.write_bytes(raw[-SERVE_LOG_BYTES:])
 
 
 def _remove_volume(volume: Volume, variant_id: str) -> None:

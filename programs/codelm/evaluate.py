@@ -1,7 +1,10 @@
 """Trusted evaluator of codelm: scores the exported model on held-out Python it never saw.
 
-It never imports the variant's code. It loads the TorchScript module the train stage exported
-(model.pt), reads only ``context`` from model.json, and measures on a fixed prefix of the held-out
+It never imports the variant's code and never loads its model: the TorchScript module the train
+stage exported (model.pt) is code, so it runs in its own container behind serve.py (split
+evaluation, ``sandbox.remote``), one fresh worker per call, with no held-out data, nothing
+writable that lasts and no network. This process reads only ``context`` from model.json, sends
+byte windows, gets logits back as plain arrays, and measures on a fixed prefix of the held-out
 corpus:
 
   val_bpb          bits per byte of next-byte prediction (the metric; lower is better)
@@ -9,21 +12,22 @@ corpus:
   line_exact       share of held-out lines completed exactly by greedy decoding, given the code
                    above them and their indentation
   line_prefix_acc  mean share of each such line typed right before the first wrong byte
-  params           parameters of the loaded module (counted here, not taken from the variant)
+  params           parameters of the module, as the model server counted them (telemetry)
   eval_peak_rss_mb, eval_s   cost of this evaluation
   train_bytes_per_s          as the train stage reported it (telemetry, not verified)
 
-The module is untrusted code, so two rules keep it from forging its score. Every call gets a
-fresh copy, loaded from the same bytes: nothing it remembers from one input can help it on the
+The module is untrusted code, so two rules keep it from forging its score. Every call is a fresh
+worker that loads it from the same bytes: nothing it remembers from one input can help it on the
 next. And every scored batch is checked for reading ahead: each window is run again with the
-bytes after a cut replaced by other held-out text, at a cut drawn from the operating system's
-randomness (so the module cannot know where), and the predictions up to the cut must not move.
-A module whose prediction of byte t looks at byte t or later fails the evaluation.
+bytes after a cut replaced by other real held-out text, at a cut drawn from the operating
+system's randomness (so the module cannot know where, nor tell a check call from a scoring call),
+and the normalised log-probabilities up to the cut must not move by more than a fixed tolerance.
+A module whose prediction of byte t looks at byte t or later fails the evaluation, however large
+or small it makes its logits.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import lzma
 import math
@@ -31,17 +35,16 @@ import os
 import resource
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 try:
-    from sandbox import report
+    from sandbox import remote, report
 except ModuleNotFoundError:  # run bare from a checkout where selfprog is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from sandbox import report
+    from sandbox import remote, report
 
 EVAL_BYTES = 98_304
 """Held-out bytes scored for val_bpb: fixed, so every variant is judged on the same text."""
@@ -52,7 +55,10 @@ MAX_LINE = 48
 BATCH = 16
 MAX_CONTEXT = 4096
 CAUSAL_ATOL = 1e-3
-"""How far a logit before the cut may move when the text after it changes (float noise only)."""
+"""How far a log-probability before the cut may move when the text after it changes (float noise
+only). Fixed: log_softmax is invariant to the logits' scale, so a model cannot widen it."""
+LOGP_FLOOR = -100.0
+"""Log-probabilities are compared above this floor (float noise grows with their size)."""
 
 
 def fail(kind: str, message: str) -> None:
@@ -60,26 +66,25 @@ def fail(kind: str, message: str) -> None:
     sys.exit(1)
 
 
-class Fresh:
-    """Calls the exported module, a new copy each time: it cannot carry state between inputs."""
+class Model:
+    """The model server: each call sends byte windows and gets their logits back as an array."""
 
-    def __init__(self, blob: bytes):
-        self.blob = blob
-        self.module = self.load()  # fails here, once, if it does not load
+    def __init__(self) -> None:
+        self.remote = remote.remote_model()
+        self.params = 0
 
-    def load(self) -> torch.jit.ScriptModule:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.load(io.BytesIO(self.blob), map_location="cpu").eval()
+    def __call__(self, idx: torch.Tensor, last: bool = False) -> torch.Tensor:
+        shape = (idx.shape[0], 256) if last else (*idx.shape, 256)
+        try:
+            answer = self.remote(x=idx.numpy().astype("int64"), last=last)
+            logits = remote.expect(answer, "y", shape)
+        except remote.RemoteError as exc:
+            fail("model", f"forward failed on input {tuple(idx.shape)}: {exc}")
+        self.params = remote.count(answer)
+        return torch.from_numpy(logits).float()
 
-    def __call__(self, idx: torch.Tensor):
-        return self.load()(idx)
 
-    def parameters(self):
-        return self.module.parameters()
-
-
-def load_model(out: Path) -> tuple[Fresh, int]:
+def load_model(out: Path) -> tuple[Model, int]:
     try:
         meta = json.loads((out / "model.json").read_text())
     except (OSError, ValueError) as exc:
@@ -87,22 +92,11 @@ def load_model(out: Path) -> tuple[Fresh, int]:
     context = meta.get("context") if isinstance(meta, dict) else None
     if not isinstance(context, int) or isinstance(context, bool) or not 0 < context <= MAX_CONTEXT:
         fail("artifact", f"model.json: context must be an integer in 1..{MAX_CONTEXT}: {context!r}")
-    try:
-        module = Fresh((out / "model.pt").read_bytes())
-    except (OSError, RuntimeError, ValueError) as exc:
-        fail("artifact", f"model.pt is not a loadable TorchScript module: {exc}")
-    return module, context
+    return Model(), context
 
 
-def logits_of(module: Fresh, idx: torch.Tensor) -> torch.Tensor:
-    try:
-        out = module(idx)
-    except RuntimeError as exc:
-        fail("model", f"forward failed on input {tuple(idx.shape)}: {exc}")
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (*idx.shape, 256):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        fail("model", f"forward returned {shape}, expected {(*idx.shape, 256)}")
-    return out.float()
+def logits_of(module: Model, idx: torch.Tensor, last: bool = False) -> torch.Tensor:
+    return module(idx, last)
 
 
 def score_bytes(module, context: int, text: torch.Tensor) -> tuple[float, float]:
@@ -125,9 +119,13 @@ def score_bytes(module, context: int, text: torch.Tensor) -> tuple[float, float]
     return nats / count / math.log(2), hits / count
 
 
-def check_causal(module: Fresh, logits: torch.Tensor, idx: torch.Tensor, text: torch.Tensor,
+def check_causal(module: Model, logits: torch.Tensor, idx: torch.Tensor, text: torch.Tensor,
                  donors: list[int]) -> None:
-    """Fail unless the logits up to a secret cut per row ignore every byte after it."""
+    """Fail unless the log-probabilities up to a secret cut per row ignore every byte after it.
+
+    The bytes after the cut are replaced by real held-out text (from elsewhere in the corpus), so
+    the check call looks like any scoring call.
+    """
     rows, width = idx.shape
     if width < 2:
         return
@@ -138,10 +136,13 @@ def check_causal(module: Fresh, logits: torch.Tensor, idx: torch.Tensor, text: t
     after = torch.arange(width)[None, :] > cuts[:, None]
     changed = torch.where(after, other, idx)
     again = logits_of(module, changed)
-    moved = (again - logits).abs().masked_fill(after[..., None], 0.0).amax()
-    if not moved <= CAUSAL_ATOL * (1.0 + logits.abs().amax()):
+    before = F.log_softmax(logits, -1).clamp_min(LOGP_FLOOR)
+    now = F.log_softmax(again, -1).clamp_min(LOGP_FLOOR)
+    moved = (now - before).abs().masked_fill(after[..., None], 0.0).amax()
+    if not moved <= CAUSAL_ATOL:
         fail("model", "reads ahead: its predictions of earlier bytes changed when only later "
-             f"bytes did (by {float(moved):.3g}); a language model may only look back")
+             f"bytes did (log-probabilities moved by {float(moved):.3g}); a language model may "
+             "only look back")
 
 
 def pick_lines(raw: bytes, context: int) -> list[tuple[bytes, bytes]]:
@@ -163,7 +164,7 @@ def complete_lines(module, context: int, pairs: list[tuple[bytes, bytes]]) -> tu
     longest = max(len(b) for _, b in pairs)
     produced = []
     for _ in range(longest):
-        nxt = logits_of(module, window)[:, -1].argmax(-1)
+        nxt = logits_of(module, window, last=True).argmax(-1)
         produced.append(nxt)
         window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
     guesses = torch.stack(produced, dim=1).tolist()
@@ -196,7 +197,7 @@ def main() -> None:
         claimed = 0.0
     report.result(
         val_bpb=bpb, next_byte_acc=acc, line_exact=exact, line_prefix_acc=prefix,
-        params=sum(p.numel() for p in module.parameters()),
+        params=module.params,
         train_bytes_per_s=claimed if math.isfinite(claimed) else 0.0,
         eval_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         eval_s=time.monotonic() - start,

@@ -4,6 +4,8 @@ engine faults, image reuse, the sweep, and `selfprog run`."""
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,49 @@ def test_a_forging_variant_gets_the_evaluators_metric_not_its_own(docker_client,
     assert result.status is Status.OK
     assert 0 < result.metrics["mse"] < 0.01
     assert any("forged" in v for v in result.stage("train").violations)
+
+
+@pytest.mark.slow
+def test_split_evaluation_runs_a_model_server_beside_eval_and_leaves_nothing(docker_client,
+                                                                            runtime_image,
+                                                                            tmp_path):
+    program = Program.load(TINY)
+    assert (TINY / "serve.py").is_file()  # the example is evaluated split
+    run_id = f"split-{uuid.uuid4().hex[:8]}"
+    seen: list[dict] = []
+    runner = DockerRunner(docker_client, runtime={"cpu": runtime_image})
+    original = runner._server
+
+    def spying(*args, **kwargs):
+        spec = original(*args, **kwargs)
+        seen.append(spec.create)
+        return spec
+
+    runner._server = spying  # type: ignore[method-assign]
+    result = runner.run(RunRequest(variant=Variant(program, program.source_files()),
+                                   run_id=run_id, folder=tmp_path / "v"))
+    assert result.status is Status.OK and 0 < result.metrics["mse"] < 0.01, result.error
+    mounts = {m["Target"]: m for m in seen[0]["host_config"]["mounts"]}
+    assert set(mounts) == {"/out", "/sock"} and mounts["/out"]["ReadOnly"]  # no /data
+    assert seen[0]["host_config"]["network_mode"] == "none"
+    assert "listening on /sock/model.sock" in (tmp_path / "v" / "serve.log").read_text()
+    label = {"label": f"{LABEL_RUN}={run_id}"}
+    assert docker_client.api.containers(all=True, filters=label) == []
+    assert not docker_client.api.volumes(filters=label).get("Volumes")
+
+
+@pytest.mark.slow
+def test_a_model_server_that_never_listens_makes_the_variant_invalid(docker_client, runtime_image,
+                                                                     tmp_path):
+    root = tmp_path / "program"
+    shutil.copytree(TINY, root)
+    (root / "serve.py").write_text("import sys\nsys.exit(3)\n")  # dies before listening
+    program = Program.load(root)
+    result = DockerRunner(docker_client, runtime={"cpu": runtime_image}).run(
+        RunRequest(variant=Variant(program, program.source_files()), run_id="split-dead",
+                   folder=tmp_path / "v"))
+    assert result.status is Status.INVALID and not result.metrics, result.error
+    assert "no model server" in (tmp_path / "v" / "events.jsonl").read_text()
 
 
 def test_an_engine_failure_is_infra_error_never_the_variants(docker_client, tmp_path):

@@ -127,8 +127,11 @@ def test_forged_results_by_every_route_leave_the_trusted_metric(hostile):
         report.result(score=999.0)
         (OUT / "result.json").write_text(line)
         os.write(int(os.environ["SELFPROG_PROTOCOL_FD"]), (line + "\\n").encode())
-        with open(f"/proc/{os.getppid()}/fd/1", "w") as harness_stdout:
-            harness_stdout.write(line + "\\n")
+        try:  # Landlock, where the kernel has it, refuses this route outright
+            with open(f"/proc/{os.getppid()}/fd/1", "w") as harness_stdout:
+                harness_stdout.write(line + "\\n")
+        except PermissionError:
+            pass
     """)
     assert out.result.status is Status.OK
     assert out.result.metrics == TRUTH

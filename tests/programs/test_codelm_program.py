@@ -19,6 +19,7 @@ import torch
 from orchestrator.generators.inprocess import InProcessCompleter
 from orchestrator.generators.searchspace import find_settings
 from orchestrator.generators.testing import export_tiny
+from tests.sandbox.serving import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CODELM = ROOT / "programs" / "codelm"
@@ -26,6 +27,11 @@ PROGRAMS = [CODELM, *sorted((ROOT / "programs" / "tasks").glob("*/"))]
 
 
 def bare(script: Path, **env: str) -> tuple[int, list[dict], str]:
+    """Run a script as a bare process; an evaluator gets its model server (split evaluation)."""
+    if script.name == "evaluate.py" and "SELFPROG_SOCKET" not in env:
+        out = Path(env["SELFPROG_OUT"])
+        with serving(script.parent, out, out.parent / f"{out.name}.sock") as extra:
+            return bare(script, **{**env, **extra})
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     full = {**os.environ, "PYTHONPATH": path, "SELFPROG_SEED": "0", **env}
     done = subprocess.run([sys.executable, str(script)], env=full, capture_output=True,
@@ -116,10 +122,17 @@ def test_every_call_of_the_evaluator_gets_a_fresh_model(tmp_path):
     spec = importlib.util.spec_from_file_location("codelm_evaluate", CODELM / "evaluate.py")
     evaluate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(evaluate)
-    torch.jit.script(_Remembers()).save(str(tmp_path / "model.pt"))
-    fresh = evaluate.Fresh((tmp_path / "model.pt").read_bytes())
-    idx = torch.zeros(1, 4, dtype=torch.long)
-    assert [float(fresh(idx)[0, 0, 0]) for _ in range(3)] == [1.0, 1.0, 1.0]
+    out = tmp_path / "out"
+    out.mkdir()
+    torch.jit.script(_Remembers()).save(str(out / "model.pt"))
+    with serving(CODELM, out, tmp_path / "m.sock") as env:
+        os.environ["SELFPROG_SOCKET"] = env["SELFPROG_SOCKET"]
+        try:
+            model = evaluate.Model()
+            idx = torch.zeros(1, 4, dtype=torch.long)
+            assert [float(model(idx)[0, 0, 0]) for _ in range(3)] == [1.0, 1.0, 1.0]
+        finally:
+            del os.environ["SELFPROG_SOCKET"]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.name)

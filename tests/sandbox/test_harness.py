@@ -82,3 +82,47 @@ def test_over_long_lines_are_dropped_and_counted(tmp_path):
     messages = harness(tmp_path, "print('x' * 200_000)\nprint('short')\n")
     assert [m.text for m in messages if isinstance(m, Log)] == ["short"]
     assert messages[-1].dropped == 1
+
+
+LANDLOCK_PROBE = """
+    import os
+    from pathlib import Path
+    results = {}
+    for name, target in [("own_out", Path(os.environ["SELFPROG_OUT"]) / "ok.txt"),
+                         ("elsewhere", Path(os.environ["ELSEWHERE"]) / "leak.txt"),
+                         ("harness_stdout", Path(f"/proc/{os.getppid()}/fd/1"))]:
+        try:
+            with open(target, "a") as handle:
+                handle.write('{"v": 1, "type": "result", "metrics": {"x": 1.0}}\\n')
+            results[name] = "written"
+        except OSError as exc:
+            results[name] = type(exc).__name__
+    print("probe", sorted(results.items()))
+"""
+
+
+def test_the_train_child_writes_only_its_allowance_under_landlock(tmp_path):
+    from sandbox import landlock
+
+    if not landlock.abi_version():
+        import pytest
+        pytest.skip("this kernel has no Landlock")
+    out, elsewhere = tmp_path / "out", ROOT / ".landlock-probe-test"
+    out.mkdir()
+    elsewhere.mkdir(exist_ok=True)
+    try:
+        messages = harness(tmp_path, LANDLOCK_PROBE, SELFPROG_OUT=str(out),
+                           ELSEWHERE=str(elsewhere))
+        probe = [m.text for m in messages if isinstance(m, Log) and m.text.startswith("probe")]
+        assert probe == ["probe [('elsewhere', 'PermissionError'), ('harness_stdout', "
+                         "'PermissionError'), ('own_out', 'written')]"], messages
+        assert not (elsewhere / "leak.txt").exists()
+        assert not [m for m in messages if m.type == "result"]
+        # EVAL (the trusted evaluator) is not restricted this way
+        messages = harness(tmp_path, LANDLOCK_PROBE, stage="eval", SELFPROG_OUT=str(out),
+                           ELSEWHERE=str(elsewhere))
+        assert (elsewhere / "leak.txt").exists()
+    finally:
+        for path in elsewhere.iterdir():
+            path.unlink()
+        elsewhere.rmdir()

@@ -1,30 +1,24 @@
 """EVAL stage (trusted, never editable): held-out MSE of the exported linear model.
 
-The artifact was written by untrusted code, so it is loaded with ``weights_only=True`` (no
-pickled objects run) and its shape is checked before use.
+Split evaluation: serve.py loads the artifact (``weights_only=True``, a 3->1 linear model) in its
+own container; this process holds the held-out points, sends only the inputs and scores the
+predictions that come back.
 """
 
 import os
 import sys
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from sandbox import report
+from sandbox import remote, report
 
 data = Path(os.environ.get("SELFPROG_DATA", "data/heldout"))
-out = Path(os.environ.get("SELFPROG_OUT", "out"))
-
+rows = [line.split(",") for line in (data / "points.csv").read_text().splitlines()[1:]]
+table = np.array([[float(v) for v in row] for row in rows], dtype=np.float32)
 try:
-    state = torch.load(out / "model.pt", weights_only=True)
-    model = torch.nn.Linear(3, 1)
-    model.load_state_dict(state)
-except (OSError, RuntimeError, KeyError, ValueError) as exc:
+    pred = remote.expect(remote.remote_model()(x=table[:, :3]), "y", (len(table), 1))
+except remote.RemoteError as exc:
     report.error("artifact", f"model.pt is missing or not a 3->1 linear model: {exc}")
     sys.exit(1)
-
-rows = [line.split(",") for line in (data / "points.csv").read_text().splitlines()[1:]]
-table = torch.tensor([[float(v) for v in row] for row in rows])
-with torch.no_grad():
-    mse = torch.nn.functional.mse_loss(model(table[:, :3]), table[:, 3:]).item()
-report.result(mse=mse)
+report.result(mse=float(((pred.astype(np.float64) - table[:, 3:]) ** 2).mean()))

@@ -1,20 +1,20 @@
 """Trusted evaluator of the digits task: held-out accuracy of the exported classifier.
 
-Loads model.pt (TorchScript) and never the variant's code; a model that fails or returns the
-wrong shape is an error, not a score.
+Split evaluation: the exported model (model.pt, TorchScript: code the variant wrote) runs in its
+own container behind serve.py; this process holds the held-out data, sends only the images, and
+scores the logits that come back. A model that fails, hangs, or returns the wrong shape or
+non-finite values is an error, not a score.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from sandbox import report
+from sandbox import remote, report
 
 
 def fail(kind: str, message: str) -> None:
@@ -23,27 +23,19 @@ def fail(kind: str, message: str) -> None:
 
 
 def main() -> None:
-    out = Path(os.environ.get("SELFPROG_OUT", "out"))
     with np.load(Path(os.environ.get("SELFPROG_DATA", "data/heldout")) / "digits.npz") as d:
-        x, y = torch.from_numpy(d["x"]).float(), torch.from_numpy(d["y"]).long()
+        x, y = d["x"].astype(np.float32), d["y"].astype(np.int64)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            model = torch.jit.load(str(out / "model.pt"), map_location="cpu").eval()
-        with torch.no_grad():
-            logits = model(x)
-    except (OSError, RuntimeError, ValueError) as exc:
-        fail("model", f"model.pt could not be loaded or run: {exc}")
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), 10):
-        fail("model", f"expected logits of shape {(len(x), 10)}")
-    if not torch.isfinite(logits).all():
-        fail("model", "the logits are not all finite")
+        answer = remote.remote_model()(x=x)
+        logits = remote.expect(answer, "y", (len(x), 10))
+    except remote.RemoteError as exc:
+        fail("model", str(exc))
     pred = logits.argmax(1)
-    per_class = [(pred[y == c] == c).float().mean().item() for c in range(10)]
+    per_class = [float((pred[y == c] == c).mean()) for c in range(10)]
     report.result(
-        accuracy=(pred == y).float().mean().item(),
+        accuracy=float((pred == y).mean()),
         worst_class_accuracy=min(per_class),
-        params=sum(p.numel() for p in model.parameters()),
+        params=remote.count(answer),
     )
 
 

@@ -1,6 +1,8 @@
 """Trusted evaluator of the sorting task: how much of each held-out sequence comes out sorted.
 
-Loads model.pt (TorchScript) and never the variant's code. The held-out sequences were generated
+Split evaluation: the exported model (model.pt, TorchScript: code the variant wrote) runs in its
+own container behind serve.py; this process holds the held-out data, sends only the sequences,
+and scores the logits that come back. The held-out sequences were generated
 from a seed the train stage never had, and none of them is in the train part.
 """
 
@@ -8,13 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from sandbox import report
+from sandbox import remote, report
 
 LENGTH, VOCAB = 10, 16
 
@@ -25,24 +25,18 @@ def fail(kind: str, message: str) -> None:
 
 
 def main() -> None:
-    out = Path(os.environ.get("SELFPROG_OUT", "out"))
     with np.load(Path(os.environ.get("SELFPROG_DATA", "data/heldout")) / "sorting.npz") as d:
-        x, y = torch.from_numpy(d["x"]).long(), torch.from_numpy(d["y"]).long()
+        x, y = d["x"].astype(np.int64), d["y"].astype(np.int64)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            model = torch.jit.load(str(out / "model.pt"), map_location="cpu").eval()
-        with torch.no_grad():
-            logits = model(x)
-    except (OSError, RuntimeError, ValueError) as exc:
-        fail("model", f"model.pt could not be loaded or run: {exc}")
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), LENGTH, VOCAB):
-        fail("model", f"expected logits of shape {(len(x), LENGTH, VOCAB)}")
+        answer = remote.remote_model()(x=x)
+        logits = remote.expect(answer, "y", (len(x), LENGTH, VOCAB))
+    except remote.RemoteError as exc:
+        fail("model", str(exc))
     right = logits.argmax(-1) == y
     report.result(
-        token_acc=right.float().mean().item(),
-        seq_acc=right.all(1).float().mean().item(),
-        params=sum(p.numel() for p in model.parameters()),
+        token_acc=float(right.mean()),
+        seq_acc=float(right.all(1).mean()),
+        params=remote.count(answer),
     )
 
 
