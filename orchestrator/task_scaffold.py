@@ -124,7 +124,9 @@ if __name__ == "__main__":
 
 _EVALUATE = '''"""Trusted evaluator of the {name} task: {metric} on the held-out part.
 
-Loads model.pt (TorchScript), never the variant's code. Not editable by a generator.
+Split evaluation: the exported model (model.pt, TorchScript: code the variant wrote) runs in its
+own container behind serve.py; this process holds the held-out data, sends only the inputs, and
+scores what comes back. Not editable by a generator.
 """
 
 from __future__ import annotations
@@ -134,41 +136,52 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from sandbox import report
+from sandbox import remote, report
 
 CLASSIFY = {classify}
 
 
 def main() -> None:
-    out = Path(os.environ.get("SELFPROG_OUT", "out"))
     with np.load(Path(os.environ.get("SELFPROG_DATA", "data/heldout")) / "data.npz") as d:
-        x, y = torch.from_numpy(d["x"]).float(), torch.from_numpy(d["y"])
+        x, y = d["x"].astype(np.float32), d["y"]
     try:
-        with torch.no_grad():
-            pred = torch.jit.load(str(out / "model.pt"), map_location="cpu").eval()(x)
-    except (OSError, RuntimeError, ValueError) as exc:
-        report.error("model", f"model.pt could not be loaded or run: {{exc}}")
-        sys.exit(1)
-    if not isinstance(pred, torch.Tensor) or len(pred) != len(x) or not pred.isfinite().all():
-        report.error("model", "predictions of the wrong shape or not finite")
+        answer = remote.remote_model()(x=x)
+        pred = answer.get("y")
+        if not isinstance(pred, np.ndarray) or len(pred) != len(x):
+            raise remote.RemoteError("predictions of the wrong shape")
+        pred = remote.expect(answer, "y", tuple(pred.shape))
+    except remote.RemoteError as exc:
+        report.error("model", str(exc))
         sys.exit(1)
     if CLASSIFY:
-        report.result(accuracy=(pred.argmax(-1) == y.long()).float().mean().item())
+        if pred.ndim != 2:
+            report.error("model", f"expected logits [N, C], got shape {{pred.shape}}")
+            sys.exit(1)
+        report.result(accuracy=float((pred.argmax(-1) == y.astype(np.int64)).mean()))
     else:
-        report.result(rmse=(pred.reshape(-1).double() - y.double()).pow(2).mean().sqrt().item())
+        diff = pred.reshape(len(x), -1)[:, 0].astype(np.float64) - y.astype(np.float64)
+        report.result(rmse=float(np.sqrt(np.mean(diff ** 2))))
 
 
 if __name__ == "__main__":
     main()
 '''
 
+_SERVE = '''"""Model side of the split evaluation (trusted, never editable): serves model.pt from
+its own container, one fresh, Landlock-restricted worker per request (see sandbox/remote.py)."""
+
+from sandbox import remote
+
+remote.serve(remote.torchscript())
+'''
+
 _DATA_README = "Put data.npz here: x float32 [N, F], y [N] (numpy.savez, no object arrays).\n"
 
 
 def new_task(parent: Path, name: str, kind: Kind = "classification") -> Path:
-    """Create ``parent/name`` with task.toml, program.toml, train.py, evaluate.py, data folders.
+    """Create ``parent/name`` with task.toml, program.toml, train.py, evaluate.py, serve.py (the
+    model side of the split evaluation) and the data folders.
 
     Returns:
         The new task folder.
@@ -195,4 +208,5 @@ def new_task(parent: Path, name: str, kind: Kind = "classification") -> Path:
     (root / "program.toml").write_text(_PROGRAM.format(**fields))
     (root / "train.py").write_text(_TRAIN.format(**fields))
     (root / "evaluate.py").write_text(_EVALUATE.format(**fields))
+    (root / "serve.py").write_text(_SERVE)
     return root

@@ -15,6 +15,7 @@ import pytest
 from orchestrator.errors import ConfigError
 from orchestrator.task import Task, discover
 from orchestrator.task_scaffold import new_task
+from tests.sandbox.serving import serving
 from tools import corpus, taskdata
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,9 +104,10 @@ def test_a_scaffolded_task_runs_as_it_is_once_given_data(tmp_path, kind, metric)
         np.savez(root / "data" / part / "data.npz", x=x, y=y)
     out = tmp_path / "out"
     _bare(root / "train.py", {"SELFPROG_OUT": str(out), "SELFPROG_DATA": str(root / "data/train"),
-                              "SELFPROG_TIME_BUDGET_S": "5"})
-    msgs = _bare(root / "evaluate.py", {"SELFPROG_OUT": str(out),
-                                        "SELFPROG_DATA": str(root / "data/heldout")})
+                              "SELFPROG_TIME_BUDGET_S": "60"})  # EPOCHS ends it first
+    assert (root / "serve.py").is_file(), "a scaffolded task uses the split evaluation"
+    with serving(root, out, tmp_path / "model.sock") as env:
+        msgs = _bare(root / "evaluate.py", {**env, "SELFPROG_DATA": str(root / "data/heldout")})
     value = [m for m in msgs if m["type"] == "result"][0]["metrics"][metric]
     assert value > 0.9 if kind == "classification" else value < 1.5  # target's std is 3
 
