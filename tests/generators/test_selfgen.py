@@ -37,10 +37,13 @@ def test_exported_codelm_samples_recorded_proposals(tmp_path):
     assert len(proposals) == 3
     for p in proposals:
         assert p.call is not None and p.call.backend == "self"
-        assert p.call.model == str(folder)
-        assert program.source_files()["train.py"].startswith(p.call.prompt[:50]) or \
-            p.call.prompt in program.source_files()["train.py"]
-        assert 0 < p.call.tokens_out <= 24 * 4  # bytes; a replaced byte decodes to 3
+        assert p.call.model == str(folder) and p.call.generator == ""
+        assert p.call.kind in ("hole", "completion")
+        assert p.call.prompt in program.source_files()["train.py"]
+        assert p.call.tokens_out > 0
+        if p.call.kind == "hole":  # valid by construction: a declared literal in range
+            assert p.valid, p.rejection
+            assert p.call.response in p.files["train.py"]
         assert p.valid or p.rejection.split(":")[0] in set(Reason)
     again = gen.propose(GenerationRequest(program, (parent,), n=3, seed=2))
     assert [p.call.response for p in again] == [p.call.response for p in proposals]
@@ -154,7 +157,8 @@ class OneBad(Script):
 
 
 def test_a_request_the_model_fails_on_costs_only_its_own_proposal(single):
-    gen = SelfGenerator(GeneratorConfig(), OneBad("    return a * 7\n"), load=OneBad)
+    config = GeneratorConfig(codelm=CodeLMConfig(candidates=1))
+    gen = SelfGenerator(config, OneBad("    return a * 7\n"), load=OneBad)
     first, second = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),),
                                                   n=2))
     assert first.rejection == "generation_error: CodeLMError: the model failed while sampling"
