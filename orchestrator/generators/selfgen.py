@@ -367,7 +367,14 @@ class SelfGenerator:
         if hole.logprobs is None:
             call.error = hole.score_error or "CodeLMError: no scores"
             return rejected(parent_id, call, Rejected(Reason.GENERATION_ERROR, call.error))
-        pick = _draw(hole.logprobs, self.config.temperature, hole.draw)
+        # candidates an earlier proposal of this batch already made are out of the draw
+        fresh = [i for i, v in enumerate(hole.values)
+                 if variant_hash(self._with(hole.parent, hole.setting, v)) not in seen]
+        if not fresh:
+            return rejected(parent_id, call, Rejected(
+                Reason.NO_EDIT, f"every candidate of {hole.setting.name} was proposed already"))
+        pick = fresh[_draw([hole.logprobs[i] for i in fresh], self.config.temperature,
+                           hole.draw)]
         call.response = hole.literals[pick]
         call.tokens_out = len(call.response.encode())
         files = self._with(hole.parent, hole.setting, hole.values[pick])
