@@ -197,7 +197,8 @@ class SelfGenerator:
         editable = request.program.manifest.program.editable
         seed_files = request.program.source_files()
         seen = set(request.seen)
-        plans = [self._plan(parent, rng, request.seed * 100_003 + index, seen)
+        taken: dict[tuple[str, str, str], int] = {}  # holes planned per (parent, setting)
+        plans = [self._plan(parent, rng, request.seed * 100_003 + index, seen, taken)
                  for index, parent, rng in starts(request, seed_files, salt="self:")]
         blocks = [p for p in plans if isinstance(p, _Block)]
         holes = [p for p in plans if isinstance(p, _Hole)]
@@ -216,14 +217,20 @@ class SelfGenerator:
 
     # --- planning ---------------------------------------------------------------------------
 
-    def _plan(self, parent: Parent, rng: random.Random, seed: int,
-              seen: set[str]) -> _Hole | _Block | Proposal:
-        holes = [h for h in self._holes(parent, seen)]
+    def _plan(self, parent: Parent, rng: random.Random, seed: int, seen: set[str],
+              taken: dict[tuple[str, str, str], int]) -> _Hole | _Block | Proposal:
+        key = variant_hash(parent.files)
+        # a setting with as many holes planned in this batch as it has fresh values is full
+        holes = [h for h in self._holes(parent, seen)
+                 if len(h[1]) > taken.get((key, h[0].path, h[0].name), 0)]
         blocks = [(path, span) for path in sorted(parent.files) if path.endswith(".py")
                   for span in regions(parent.files[path])]
         want_hole = rng.random() < self.codelm.hole_fraction
         if holes and (want_hole or not blocks):
-            return self._plan_hole(parent, rng.choice(holes), rng)
+            hole = rng.choice(holes)
+            slot = (key, hole[0].path, hole[0].name)
+            taken[slot] = taken.get(slot, 0) + 1
+            return self._plan_hole(parent, hole, rng)
         if not blocks:
             why = "no editable region" if not find_settings_any(parent) else \
                 "every value of every declared setting was tried"
