@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.completer import CompletionRequest
+from orchestrator.completer import CompletionRequest, ScoreRequest
 from orchestrator.containers.sampler import SandboxedCompleter
 from orchestrator.errors import CodeLMError
 from orchestrator.generators.auto import make_generator
@@ -93,6 +93,23 @@ def test_container_samples_the_same_text_as_in_process(docker_client, runtime_im
 
 @pytest.mark.docker
 @pytest.mark.slow
+def test_container_scores_as_in_process_and_a_bad_request_costs_only_itself(
+        docker_client, runtime_image, tiny):
+    lm = SandboxedCompleter(tiny, client=docker_client, image=runtime_image, timeout_s=120)
+    local = InProcessCompleter.load(tiny, device="cpu")
+    requests = [ScoreRequest("N_LAYER = ", ("2  # x\n", "4  # x\n", "é")),
+                ScoreRequest("def f():\n" * 9, ("    return 1\n",)),
+                ScoreRequest("x", ("",))]
+    got = lm.score_many(requests)
+    want = local.score_many(requests)
+    for a, b in zip(got[:2], want[:2], strict=True):
+        assert a == pytest.approx(b, abs=1e-4) and all(v < 0 for v in a)
+    assert isinstance(got[2], CodeLMError) and "continuation" in str(got[2])
+    assert lm.score_many([]) == []
+
+
+@pytest.mark.docker
+@pytest.mark.slow
 def test_hostile_model_touches_no_host_file_and_is_a_rejection(docker_client, runtime_image,
                                                                tmp_path):
     victim = tmp_path / "victim.bin"
@@ -105,14 +122,17 @@ def test_hostile_model_touches_no_host_file_and_is_a_rejection(docker_client, ru
     assert spare.read_bytes() == b"A" * 16 and (tmp_path / "spare.bin.planted").exists()
 
     program = Program.load(ROOT / "programs" / "codelm")
-    gen = make_generator(GeneratorConfig(backend="self", codelm=CodeLMConfig(
-        model=str(model), max_new_bytes=16, timeout_s=120)))
-    assert isinstance(gen, SelfGenerator) and isinstance(gen.lm, SandboxedCompleter)
-    gen.lm._client, gen.lm._image = docker_client, runtime_image
-    proposals = gen.propose(GenerationRequest(program, (Parent("p", program.source_files()),),
-                                              n=2, seed=1))
-    assert [p.rejection.split(":")[0] for p in proposals] == [Reason.GENERATION_ERROR] * 2
-    assert all(p.call is not None and "from_file" in p.call.error for p in proposals)
+    for fraction, kind in ((0.0, "completion"), (1.0, "hole")):  # sampling, then scoring
+        gen = make_generator(GeneratorConfig(backend="self", codelm=CodeLMConfig(
+            model=str(model), max_new_bytes=16, timeout_s=120, hole_fraction=fraction,
+            candidates=1)))
+        assert isinstance(gen, SelfGenerator) and isinstance(gen.lm, SandboxedCompleter)
+        gen.lm._client, gen.lm._image = docker_client, runtime_image
+        proposals = gen.propose(GenerationRequest(
+            program, (Parent("p", program.source_files()),), n=2, seed=1))
+        assert [p.rejection.split(":")[0] for p in proposals] == [Reason.GENERATION_ERROR] * 2
+        assert all(p.call is not None and p.call.kind == kind and "from_file" in p.call.error
+                   for p in proposals), [p.call.error for p in proposals]
     assert victim.read_bytes() == b"x" * 16
     assert not (tmp_path / "victim.bin.planted").exists()
 
