@@ -229,21 +229,27 @@ def _sample_block(module: torch.jit.ScriptModule, context: int, device: str, pro
 def score(module: torch.jit.ScriptModule, context: int, device: str, prompt: str,
           continuations: list[str]) -> list[float]:
     """The natural-log probability of each continuation after ``prompt`` (summed over its
-    bytes). The prompt keeps its last bytes so that prompt and continuation fit the context.
+    bytes). The prompt keeps its last bytes so that prompt and continuation fit the context; a
+    continuation of ``context`` bytes or more is scored in pieces of half the context, each
+    after everything before it.
 
     Raises:
-        SampleError: a continuation is empty or longer than the context allows, or the module
-            fails or returns logits of the wrong shape.
+        SampleError: a continuation is empty, or the module fails or returns logits of the
+            wrong shape.
     """
     head = list(prompt.encode("utf-8")) or [ord("\n")]
-    seqs = []
-    for cont in continuations:
+    seqs: list[tuple[list[int], int]] = []
+    owner: list[int] = []
+    for which, cont in enumerate(continuations):
         tail = list(cont.encode("utf-8"))
-        if not tail or len(tail) >= context:
-            raise SampleError(f"a continuation of {len(tail)} bytes: it must hold 1 to "
-                              f"{context - 1}")
-        seqs.append(((head + tail)[-context:], len(tail)))
-    out: list[float] = []
+        if not tail:
+            raise SampleError("an empty continuation: there is nothing to score")
+        step = len(tail) if len(tail) < context else max(1, context // 2)
+        for at in range(0, len(tail), step):
+            piece = tail[at : at + step]
+            seqs.append(((head + tail[: at + len(piece)])[-context:], len(piece)))
+            owner.append(which)
+    values: list[float] = []
     for at in range(0, len(seqs), SCORE_BATCH):
         chunk = seqs[at : at + SCORE_BATCH]
         width = max(len(s) for s, _ in chunk)
@@ -256,7 +262,10 @@ def score(module: torch.jit.ScriptModule, context: int, device: str, prompt: str
             value = float(logp[row, positions, targets].sum())
             if math.isnan(value):
                 raise SampleError("the model gave NaN log-probabilities")
-            out.append(value)
+            values.append(value)
+    out = [0.0] * len(continuations)
+    for which, value in zip(owner, values, strict=True):
+        out[which] += value
     return out
 
 
