@@ -209,7 +209,7 @@ class SelfGenerator:
             if isinstance(plan, _Hole):
                 plan = self._finish_hole(plan, seed_files, editable, seen)
             elif isinstance(plan, _Block):
-                plan = self._finish_block(plan)
+                plan = self._finish_block(plan, seen)
             if plan.valid and plan.files is not None:
                 seen.add(variant_hash(plan.files))
             out.append(plan)
@@ -396,8 +396,12 @@ class SelfGenerator:
         return Proposal(parent_id, files, call, diff_parent=diff_parent, diff_seed=diff_seed,
                         notes=[note])
 
-    def _finish_block(self, block: _Block) -> Proposal:
+    def _finish_block(self, block: _Block, seen: set[str]) -> Proposal:
         parent_id = block.parent.variant_id or None
+        fresh = [c for c in block.valid if variant_hash(c.files) not in seen]
+        if block.valid and not fresh:  # an earlier proposal of this batch made each of them
+            block.rejections.insert(0, Rejected(Reason.DUPLICATE, "every valid sample was "
+                                                "proposed already in this batch"))
         call = self._call("completion", block.prompt, "", block.latency_s)
         texts = [t for t in block.samples if isinstance(t, str)]
         call.response = texts[0] if texts else ""
@@ -407,14 +411,15 @@ class SelfGenerator:
                 call.error = block.errors[0] if block.errors else "CodeLMError: no sample"
                 return rejected(parent_id, call, Rejected(Reason.GENERATION_ERROR, call.error))
             return rejected(parent_id, call, block.rejections[0])
-        best, how = block.valid[0], "1 valid sample"
+        if not fresh:
+            return rejected(parent_id, call, block.rejections[0])
+        best, how = fresh[0], "1 valid sample"
         if len(block.valid) > 1 and block.logprobs is not None:
-            per_byte = [lp / max(1, len(c.region.encode()))
-                        for lp, c in zip(block.logprobs, block.valid, strict=True)]
-            top = max(range(len(per_byte)), key=lambda i: per_byte[i])
-            best = block.valid[top]
+            per_byte = {id(c): lp / max(1, len(c.region.encode()))
+                        for lp, c in zip(block.logprobs, block.valid, strict=True)}
+            best = max(fresh, key=lambda c: per_byte[id(c)])
             how = (f"the likeliest of {len(block.valid)} valid samples "
-                   f"({per_byte[top]:.3f} nats/byte)")
+                   f"({per_byte[id(best)]:.3f} nats/byte)")
         elif len(block.valid) > 1:
             how = f"the first of {len(block.valid)} valid samples (scoring failed: " \
                   f"{block.score_error})"

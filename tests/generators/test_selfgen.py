@@ -346,3 +346,15 @@ def test_the_model_of_a_crowned_variant_is_recorded_as_the_writer(single, tmp_pa
     assert p.call.generator == "ab12cd34"
     gen.use(tmp_path / "elsewhere" / "artifacts")
     assert gen.generator_id == ""
+
+
+def test_two_completions_of_a_batch_never_propose_the_same_variant(single):
+    lm = Scorer("", samples=["    return a * 9\n"])
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=1))
+    first, second = SelfGenerator(config, lm, load=Scorer).propose(
+        GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),), n=2, seed=4))
+    if first.files is not None and second.files is not None:
+        assert variant_hash(first.files) != variant_hash(second.files)
+    assert first.valid or second.valid
+    for p in (first, second):
+        assert p.valid or p.rejection.startswith("duplicate:")
