@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--completions", type=int, default=50)
     ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--candidates", type=int, default=4)
+    ap.add_argument("--max-new-bytes", type=int, default=1200)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--run-ok", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=15)
@@ -105,14 +106,16 @@ def main() -> None:
     program = Program.load(ROOT / "programs" / "codelm")
     lm = completer(args.export, args.sandboxed)
     report: dict[str, object] = {"machine": f"{platform.machine()}, {platform.node()}",
-                                 "export": str(args.export), "sandboxed": args.sandboxed}
+                                 "export": str(args.export), "sandboxed": args.sandboxed,
+                                 "args": vars(args) | {"export": str(args.export)}}
     for kind, total, fraction in (("hole", args.holes, 1.0),
                                   ("completion", args.completions, 0.0)):
         if total <= 0:
             continue
         config = GeneratorConfig(backend="self", temperature=args.temperature,
                                  codelm=CodeLMConfig(hole_fraction=fraction,
-                                                     candidates=args.candidates))
+                                                     candidates=args.candidates,
+                                                     max_new_bytes=args.max_new_bytes))
         gen = SelfGenerator(config, lm, load=lambda f: completer(f, args.sandboxed))
         props, per = propose(gen, program, total, args.batch, args.seed)
         reasons: dict[str, int] = {}

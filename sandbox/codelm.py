@@ -44,6 +44,9 @@ MAX_CONTEXT = 65536
 CONSTRAINTS = (None, "python-block")
 LINE_TRIES = 8
 """Draws of one line under ``python-block`` before the sample ends at the last good line."""
+DRAW_FACTOR = 2
+"""Under ``python-block`` at most this many times ``max_new_bytes`` bytes are drawn in all
+(redrawn lines included): the constraint at most doubles a sample's cost."""
 SCORE_BATCH = 16
 """Sequences scored in one forward pass."""
 
@@ -202,8 +205,9 @@ def _sample_block(module: torch.jit.ScriptModule, context: int, device: str, pro
     base = list(prompt.encode("utf-8"))
     done: list[int] = []  # accepted bytes of the completion
     line: list[int] = []
-    tries = 0
-    while len(done) + len(line) < max_new_bytes:
+    tries = spent = 0
+    while len(done) + len(line) < max_new_bytes and spent < DRAW_FACTOR * max_new_bytes:
+        spent += 1
         nxt = _next(module, (base + done + line)[-context:] or [ord("\n")], device,
                     temperature, gen)
         line.append(nxt)
@@ -221,7 +225,8 @@ def _sample_block(module: torch.jit.ScriptModule, context: int, device: str, pro
         if tries >= LINE_TRIES or temperature == 0:
             break
     else:
-        done += line  # the byte budget ran out inside a line: the caller drops it
+        if len(done) + len(line) >= max_new_bytes:
+            done += line  # the byte budget ran out inside a line: the caller drops it
     return bytes(done).decode("utf-8", errors="replace")
 
 
