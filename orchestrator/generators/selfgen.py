@@ -119,6 +119,22 @@ def splice(text: str, cut: int, end: int, sample: str, finished: bool) -> str:
     raise Rejected(Reason.SYNTAX, f"no first part of the sample parses ({where})")
 
 
+def statement_start(text: str, first: int) -> int:
+    """The 0-based line where the top-level statement whose body starts at line ``first``
+    begins (its first decorator, if any); ``first`` when none is found."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return first
+    for node in tree.body:
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and body[0].lineno - 1 <= first <= \
+                (node.end_lineno or 0):
+            decorators = getattr(node, "decorator_list", [])
+            return min([node.lineno - 1, *(d.lineno - 1 for d in decorators)])
+    return first
+
+
 def hole_values(setting: Setting, grid: int) -> list[object]:
     """The candidate values of a setting hole, its current value left out: the declared
     choices, every integer of a small ``int`` range (else ``grid`` spread over it), ``grid``
@@ -241,7 +257,14 @@ class SelfGenerator:
         prefix = "\n".join(lines[:cut]) + "\n"
         region_bytes = len("\n".join(lines[cut:end]).encode())
         budget = min(self.codelm.max_new_bytes, max(64, 2 * region_bytes + 64))
-        return _Block(parent, path, cut, end, self._fit(prefix), budget, seed)
+        prompt = self._fit(prefix)
+        head = statement_start(parent.files[path], first)
+        if len(prompt) < len(prefix) and head < cut:
+            # the python-block check needs the statement's first line: keep it in the prompt
+            # (the model itself only sees its last ``context`` bytes anyway)
+            block = "\n".join(lines[head:cut]) + "\n"
+            prompt = block if len(block) > len(prompt) else prompt
+        return _Block(parent, path, cut, end, prompt, budget, seed)
 
     def _holes(self, parent: Parent, seen: set[str]) -> list[tuple[Setting, list[object]]]:
         """The parent's declared settings that have an untried value, with those values."""

@@ -15,7 +15,13 @@ from orchestrator.generators.auto import make_generator
 from orchestrator.generators.base import GenerationRequest, Parent, Reason
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 from orchestrator.generators.searchspace import find_settings
-from orchestrator.generators.selfgen import SelfGenerator, hole_values, regions, splice
+from orchestrator.generators.selfgen import (
+    SelfGenerator,
+    hole_values,
+    regions,
+    splice,
+    statement_start,
+)
 from orchestrator.program import Program, variant_hash
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -358,3 +364,16 @@ def test_two_completions_of_a_batch_never_propose_the_same_variant(single):
     assert first.valid or second.valid
     for p in (first, second):
         assert p.valid or p.rejection.startswith("duplicate:")
+
+
+def test_a_long_block_keeps_its_first_line_in_the_prompt_for_the_parse_check(single):
+    body = "".join(f"    v{i} = a + {i}\n" for i in range(200))
+    source = f"X = 1\n\n\n@staticmethod\ndef f(a):\n{body}    return a\n"
+    lm = Scorer("", samples=["    return a * 2\n"])
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=1,
+                                                 context_bytes=256))
+    SelfGenerator(config, lm, load=Scorer).propose(
+        GenerationRequest(single, (Parent("p", {"train.py": source}),), seed=0))
+    (prompt,) = lm.prompts
+    assert prompt.startswith("@staticmethod\ndef f(a):\n") and source.startswith("X = 1")
+    assert statement_start(source, 5) == 3
