@@ -170,21 +170,36 @@ def viable(block: str) -> bool:
             return True
         except (SyntaxError, ValueError):
             continue
-    depth = 0
+    opened: list[str] = []
     try:
         for tok in tokenize.generate_tokens(io.StringIO(block).readline):
+            if tok.type == tokenize.ERRORTOKEN and not tok.string.isspace():
+                return False  # a character no Python token holds
             if tok.type == tokenize.OP and tok.string in "([{":
-                depth += 1
-            elif tok.type == tokenize.OP and tok.string in ")]}":
-                depth -= 1
-                if depth < 0:
-                    return False  # a bracket closed that was never opened
+                opened.append(_CLOSE[tok.string])
+            elif tok.type == tokenize.OP and tok.string in ")]}" and (
+                    not opened or opened.pop() != tok.string):
+                return False  # a bracket closed that was never opened
     except tokenize.TokenError as exc:
-        # EOF inside a string, bracket or continuation: more lines may close it
-        return "string" in str(exc) or depth > 0 or block.rstrip("\n").endswith("\\")
+        if "string" in str(exc):
+            return True  # EOF inside a string: any text may follow
+        # EOF inside brackets or after a backslash: viable when closing them can parse
+        closers = "".join(reversed(opened))
+        stem = block.rstrip("\n")
+        stem = stem[:-1] if stem.endswith("\\") else stem
+        for tail in (closers, " x" + closers, " x:" + closers):
+            try:
+                compile(stem + tail + "\n", "<block>", "exec", dont_inherit=True)
+                return True
+            except (SyntaxError, ValueError):
+                continue
+        return False
     except (SyntaxError, ValueError):
         return False
     return False
+
+
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
 
 
 def _body_after(block: str) -> str:
