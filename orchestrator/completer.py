@@ -27,6 +27,25 @@ class CompletionRequest:
     """The same seed, prompt and model give the same text on the same device."""
     stop: str | None = None
     """End early once the completion contains it; the result is cut before it."""
+    constraint: str | None = None
+    """None, or ``"python-block"``: the prompt ends inside a Python block at a line start, and
+    only lines after which the block can still parse are kept (a line that cannot is drawn
+    again); the sample ends where a line returns to the top level. It may end early, and its
+    last line may be cut by ``max_new_bytes``."""
+
+
+CONSTRAINTS: tuple[str | None, ...] = (None, "python-block")
+"""The values :attr:`CompletionRequest.constraint` may take."""
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Continuations whose likelihood after one prompt is asked for."""
+
+    prompt: str
+    """The text before each continuation; only its last bytes that fit the context are seen."""
+    continuations: tuple[str, ...]
+    """Non-empty texts, each scored on its own after the prompt."""
 
 
 class Completer(Protocol):
@@ -40,5 +59,14 @@ class Completer(Protocol):
 
         Raises:
             CodeLMError: the batch failed as a whole (engine, deadline, crash, bad output).
+        """
+        ...
+
+    def score_many(self, requests: list[ScoreRequest]) -> list[list[float] | CodeLMError]:
+        """For each request, the natural-log probability of each continuation after its prompt
+        (summed over the continuation), or the error the model gave on that request.
+
+        Raises:
+            CodeLMError: the batch failed as a whole.
         """
         ...

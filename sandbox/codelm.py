@@ -9,20 +9,29 @@ a hardened container that runs this module with the model folder mounted read-on
 The request is one JSON object, read from ``SELFPROG_CODELM_REQUEST`` (or stdin when unset)::
 
     {"prompts": [{"prompt": "def f():\\n", "max_new_bytes": 200, "temperature": 0.8,
-                  "seed": 1, "stop": "\\n\\n"}, ...]}
+                  "seed": 1, "stop": "\\n\\n", "constraint": "python-block"}, ...],
+     "scores": [{"prompt": "N_LAYER = ", "continuations": ["2\\n", "4\\n"]}, ...]}
 
-The answer is one JSON line on stdout: ``{"completions": [{"text": ...} | {"error": ...}, ...]}``,
-one entry per prompt, in order. A request or model that cannot be used at all exits non-zero with
-the reason on stderr. Only the standard library and torch are used here.
+(either key may be missing). The answer is one JSON line on stdout:
+``{"completions": [{"text": ...} | {"error": ...}, ...], "scores": [{"logprobs": [...]} |
+{"error": ...}, ...]}``, one entry per prompt, in order. A request or model that cannot be used
+at all exits non-zero with the reason on stderr. Only the standard library and torch are used.
+
+``constraint: "python-block"`` makes the sample a continuation of the Python block the prompt
+ends in that can still parse: at each line end the block so far is checked (:func:`viable`) and
+a line that can no longer become valid Python is drawn again (up to :data:`LINE_TRIES` times);
+a line back at the top level ends the sample (the block is over).
 """
 
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import math
 import os
 import sys
+import tokenize
 import warnings
 from pathlib import Path
 
@@ -32,6 +41,14 @@ MODEL_FILE = "model.pt"
 META_FILE = "model.json"
 MAX_CONTEXT = 65536
 """Largest ``context`` a model.json may declare."""
+CONSTRAINTS = (None, "python-block")
+LINE_TRIES = 8
+"""Draws of one line under ``python-block`` before the sample ends at the last good line."""
+DRAW_FACTOR = 2
+"""Under ``python-block`` at most this many times ``max_new_bytes`` bytes are drawn in all
+(redrawn lines included): the constraint at most doubles a sample's cost."""
+SCORE_BATCH = 16
+"""Sequences scored in one forward pass."""
 
 
 class SampleError(Exception):
@@ -82,7 +99,7 @@ def load(folder: Path, device: str) -> tuple[torch.jit.ScriptModule, int]:
 @torch.no_grad()
 def sample(module: torch.jit.ScriptModule, context: int, device: str, prompt: str,
            max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
-           stop: str | None = None) -> str:
+           stop: str | None = None, constraint: str | None = None) -> str:
     """Continue ``prompt`` by up to ``max_new_bytes`` sampled bytes (the completion alone).
 
     Only the prompt's last ``context`` bytes are seen; the same seed, prompt and model give the
@@ -90,11 +107,15 @@ def sample(module: torch.jit.ScriptModule, context: int, device: str, prompt: st
     ``stop``, sampling ends once the completion contains it and the result is cut before it.
 
     Raises:
-        ValueError: a negative or NaN temperature.
+        ValueError: a negative or NaN temperature, or an unknown constraint.
         SampleError: the module fails or returns logits of the wrong shape.
     """
     if temperature < 0 or math.isnan(temperature):
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if constraint not in CONSTRAINTS:
+        raise ValueError(f"unknown constraint {constraint!r}; known: {CONSTRAINTS}")
+    if constraint == "python-block":
+        return _sample_block(module, context, device, prompt, max_new_bytes, temperature, seed)
     gen = torch.Generator(device=device).manual_seed(seed)
     window = list(prompt.encode("utf-8"))[-context:] or [ord("\n")]
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -114,6 +135,172 @@ def sample(module: torch.jit.ScriptModule, context: int, device: str, prompt: st
     return text + decoder.decode(b"", final=True)
 
 
+def _next(module: torch.jit.ScriptModule, window: list[int], device: str, temperature: float,
+          gen: torch.Generator) -> int:
+    logits = _logits(module, torch.tensor([window], dtype=torch.long, device=device))
+    if temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=gen))
+
+
+def block_start(prompt: str) -> int | None:
+    """The earliest top-level line (among the last 20) from which the prompt can still become
+    valid Python, as a character offset; None when there is none (a prompt cut mid-string)."""
+    starts = [0] if prompt and not prompt[0].isspace() else []
+    at = prompt.find("\n")
+    while at != -1:
+        nxt = at + 1
+        if nxt < len(prompt) and not prompt[nxt].isspace() and prompt[nxt] != "#":
+            starts.append(nxt)
+        at = prompt.find("\n", nxt)
+    for start in starts[-20:]:
+        if viable(prompt[start:]):
+            return start
+    return None
+
+
+def viable(block: str) -> bool:
+    """Whether ``block`` (whole lines) parses or can still become valid Python by adding lines:
+    it compiles, or compiles once an indented body follows its last line, or ends inside an
+    open bracket, string or backslash continuation."""
+    for tail in ("", _body_after(block)):
+        try:
+            compile(block + tail, "<block>", "exec", dont_inherit=True)
+            return True
+        except (SyntaxError, ValueError):
+            continue
+    opened: list[str] = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(block).readline):
+            if tok.type == tokenize.ERRORTOKEN and not tok.string.isspace():
+                return False  # a character no Python token holds
+            if tok.type == tokenize.OP and tok.string in "([{":
+                opened.append(_CLOSE[tok.string])
+            elif tok.type == tokenize.OP and tok.string in ")]}" and (
+                    not opened or opened.pop() != tok.string):
+                return False  # a bracket closed that was never opened
+    except tokenize.TokenError as exc:
+        if "string" in str(exc):
+            return True  # EOF inside a string: any text may follow
+        # EOF inside brackets or after a backslash: viable when closing them can parse
+        closers = "".join(reversed(opened))
+        stem = block.rstrip("\n")
+        stem = stem[:-1] if stem.endswith("\\") else stem
+        for tail in (closers, " x" + closers, " x:" + closers):
+            try:
+                compile(stem + tail + "\n", "<block>", "exec", dont_inherit=True)
+                return True
+            except (SyntaxError, ValueError):
+                continue
+        return False
+    except (SyntaxError, ValueError):
+        return False
+    return False
+
+
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+
+
+def _body_after(block: str) -> str:
+    lines = block.rstrip("\n").split("\n")
+    last = lines[-1] if lines else ""
+    indent = last[: len(last) - len(last.lstrip())]
+    return ("\n" if not block.endswith("\n") else "") + indent + "    pass\n"
+
+
+def _sample_block(module: torch.jit.ScriptModule, context: int, device: str, prompt: str,
+                  max_new_bytes: int, temperature: float, seed: int) -> str:
+    """Sample line by line, keeping only lines after which the prompt's block can still parse."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    start = block_start(prompt)
+    head = prompt[start:] if start is not None else None
+    if not prompt.endswith("\n") and prompt:
+        head = None  # mid-line prompts: lines are not whole; sample without the check
+    base = list(prompt.encode("utf-8"))
+    done: list[int] = []  # accepted bytes of the completion
+    line: list[int] = []
+    tries = spent = 0
+    while len(done) + len(line) < max_new_bytes and spent < DRAW_FACTOR * max_new_bytes:
+        spent += 1
+        nxt = _next(module, (base + done + line)[-context:] or [ord("\n")], device,
+                    temperature, gen)
+        line.append(nxt)
+        if nxt != ord("\n"):
+            continue
+        text = bytes(line).decode("utf-8", errors="replace")
+        if text.strip() and not text[0].isspace() and not text.startswith("#"):
+            break  # back at the top level: the block is over
+        if head is None or viable(head + bytes(done + line).decode("utf-8", errors="replace")):
+            done += line
+            line, tries = [], 0
+            continue
+        tries += 1
+        line = []
+        if tries >= LINE_TRIES or temperature == 0:
+            break
+    else:
+        if len(done) + len(line) >= max_new_bytes:
+            done += line  # the byte budget ran out inside a line: the caller drops it
+    return bytes(done).decode("utf-8", errors="replace")
+
+
+@torch.no_grad()
+def score(module: torch.jit.ScriptModule, context: int, device: str, prompt: str,
+          continuations: list[str]) -> list[float]:
+    """The natural-log probability of each continuation after ``prompt`` (summed over its
+    bytes). The prompt keeps its last bytes so that prompt and continuation fit the context; a
+    continuation of ``context`` bytes or more is scored in pieces of half the context, each
+    after everything before it.
+
+    Raises:
+        SampleError: a continuation is empty, or the module fails or returns logits of the
+            wrong shape.
+    """
+    head = list(prompt.encode("utf-8")) or [ord("\n")]
+    seqs: list[tuple[list[int], int]] = []
+    owner: list[int] = []
+    for which, cont in enumerate(continuations):
+        tail = list(cont.encode("utf-8"))
+        if not tail:
+            raise SampleError("an empty continuation: there is nothing to score")
+        step = len(tail) if len(tail) < context else max(1, context // 2)
+        for at in range(0, len(tail), step):
+            piece = tail[at : at + step]
+            seqs.append(((head + tail[: at + len(piece)])[-context:], len(piece)))
+            owner.append(which)
+    values: list[float] = []
+    for at in range(0, len(seqs), SCORE_BATCH):
+        chunk = seqs[at : at + SCORE_BATCH]
+        width = max(len(s) for s, _ in chunk)
+        idx = torch.tensor([s + [0] * (width - len(s)) for s, _ in chunk], dtype=torch.long,
+                           device=device)
+        logp = torch.log_softmax(_batch_logits(module, idx).float(), dim=-1)
+        for row, (seq, n) in enumerate(chunk):
+            positions = torch.arange(len(seq) - n - 1, len(seq) - 1, device=device)
+            targets = torch.tensor(seq[len(seq) - n :], dtype=torch.long, device=device)
+            value = float(logp[row, positions, targets].sum())
+            if math.isnan(value):
+                raise SampleError("the model gave NaN log-probabilities")
+            values.append(value)
+    out = [0.0] * len(continuations)
+    for which, value in zip(owner, values, strict=True):
+        out[which] += value
+    return out
+
+
+def _batch_logits(module: torch.jit.ScriptModule, idx: torch.Tensor) -> torch.Tensor:
+    try:
+        out = module(idx)
+    except RuntimeError as exc:
+        raise SampleError(f"the model failed while scoring: {exc}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != idx.shape \
+            or out.shape[2] != 256:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise SampleError(f"logits of shape {shape}, expected {tuple(idx.shape) + (256,)}")
+    return out
+
+
 def _logits(module: torch.jit.ScriptModule, idx: torch.Tensor) -> torch.Tensor:
     try:
         out = module(idx)
@@ -126,32 +313,47 @@ def _logits(module: torch.jit.ScriptModule, idx: torch.Tensor) -> torch.Tensor:
     return out[0, -1]
 
 
-def _prompts(request: object) -> list[dict]:
-    prompts = request.get("prompts") if isinstance(request, dict) else None
-    if not isinstance(prompts, list) or not all(isinstance(p, dict) for p in prompts):
-        raise SampleError("the request needs 'prompts': a list of objects")
-    return prompts
+def _entries(request: object) -> tuple[list[dict], list[dict]]:
+    if not isinstance(request, dict) or not ("prompts" in request or "scores" in request):
+        raise SampleError("the request needs 'prompts' or 'scores': lists of objects")
+    lists = request.get("prompts", []), request.get("scores", [])
+    for key, entries in zip(("prompts", "scores"), lists, strict=True):
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise SampleError(f"the request's {key!r} must be a list of objects")
+    return lists
 
 
 def _one(module: torch.jit.ScriptModule, context: int, device: str, p: dict) -> dict:
     try:
         text = sample(module, context, device, str(p["prompt"]), int(p["max_new_bytes"]),
-                      float(p.get("temperature", 0.8)), int(p.get("seed", 0)), p.get("stop"))
+                      float(p.get("temperature", 0.8)), int(p.get("seed", 0)), p.get("stop"),
+                      p.get("constraint"))
     except (SampleError, ValueError, TypeError, KeyError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     return {"text": text}
 
 
+def _score_one(module: torch.jit.ScriptModule, context: int, device: str, s: dict) -> dict:
+    try:
+        conts = s["continuations"]
+        if not isinstance(conts, list) or not all(isinstance(c, str) for c in conts):
+            raise TypeError("'continuations' must be a list of strings")
+        return {"logprobs": score(module, context, device, str(s["prompt"]), conts)}
+    except (SampleError, ValueError, TypeError, KeyError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def main() -> int:
     raw = os.environ.get("SELFPROG_CODELM_REQUEST")
     try:
-        prompts = _prompts(json.loads(raw if raw is not None else sys.stdin.read()))
+        prompts, scores = _entries(json.loads(raw if raw is not None else sys.stdin.read()))
         module, context = load(Path(os.environ.get("SELFPROG_CODELM_MODEL", "/model")), "cpu")
     except (SampleError, json.JSONDecodeError) as exc:
         print(f"sandbox.codelm: {exc}", file=sys.stderr)
         return 2
     completions = [_one(module, context, "cpu", p) for p in prompts]
-    sys.stdout.write(json.dumps({"completions": completions}) + "\n")
+    scored = [_score_one(module, context, "cpu", s) for s in scores]
+    sys.stdout.write(json.dumps({"completions": completions, "scores": scored}) + "\n")
     sys.stdout.flush()
     return 0
 

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.types import Mount
 
-from orchestrator.completer import CompletionRequest
+from orchestrator.completer import CompletionRequest, ScoreRequest
 from orchestrator.containers import hardening as hard
 from orchestrator.containers.container import ContainerSpec, hardened
 from orchestrator.containers.engine import connect
@@ -121,6 +120,8 @@ class SandboxedCompleter:
         Raises:
             CodeLMError: the batch as a whole failed (engine, deadline, crash, bad output).
         """
+        if not requests:
+            return []
         request = json.dumps({"prompts": [asdict(r) for r in requests]})
         if len(request.encode()) > MAX_REQUEST_BYTES and len(requests) > 1:
             half = len(requests) // 2
@@ -129,15 +130,50 @@ class SandboxedCompleter:
             raise CodeLMError(f"a prompt of {len(request.encode())} bytes is over the "
                               f"{MAX_REQUEST_BYTES}-byte request cap")
         cap = 64 * 1024 + sum(16 * r.max_new_bytes for r in requests)
+        completions = self._answer(request, cap, "completions", len(requests))
+        return [self._completion(c) for c in completions]
+
+    def score_many(self, requests: list[ScoreRequest]) -> list[list[float] | CodeLMError]:
+        """Score every request in one container; a request the model failed on gives its error.
+
+        Raises:
+            CodeLMError: the batch as a whole failed (engine, deadline, crash, bad output).
+        """
+        if not requests:
+            return []
+        request = json.dumps({"scores": [
+            {"prompt": r.prompt, "continuations": list(r.continuations)} for r in requests]})
+        if len(request.encode()) > MAX_REQUEST_BYTES and len(requests) > 1:
+            half = len(requests) // 2
+            return self.score_many(requests[:half]) + self.score_many(requests[half:])
+        if len(request.encode()) > MAX_REQUEST_BYTES:
+            raise CodeLMError(f"a score request of {len(request.encode())} bytes is over the "
+                              f"{MAX_REQUEST_BYTES}-byte request cap")
+        cap = 64 * 1024 + sum(32 * len(r.continuations) for r in requests)
+        entries = self._answer(request, cap, "scores", len(requests))
+        return [self._scores(e, len(r.continuations)) for e, r in zip(entries, requests,
+                                                                        strict=True)]
+
+    def _answer(self, request: str, cap: int, key: str, n: int) -> list[Any]:
         stdout = self._run(request, cap)
         try:
-            completions = json.loads(stdout)["completions"]
+            entries = json.loads(stdout)[key]
         except (json.JSONDecodeError, KeyError, TypeError):
-            completions = None
-        if not isinstance(completions, list) or len(completions) != len(requests):
+            entries = None
+        if not isinstance(entries, list) or len(entries) != n:
             raise CodeLMError(f"{self.folder}: the sampling container answered no valid JSON: "
                               f"{stdout[:200]!r}")
-        return [self._completion(c) for c in completions]
+        return entries
+
+    def _scores(self, entry: Any, n: int) -> list[float] | CodeLMError:
+        values = entry.get("logprobs") if isinstance(entry, dict) else None
+        if (isinstance(values, list) and len(values) == n
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+                and all(v <= 1e-6 and v == v for v in values)):
+            return [float(v) for v in values]
+        if isinstance(entry, dict) and isinstance(entry.get("error"), str):
+            return CodeLMError(f"{self.folder}: {entry['error'][:_STDERR_TAIL]}")
+        return CodeLMError(f"{self.folder}: malformed scores {str(entry)[:200]!r}")
 
     def _completion(self, entry: Any) -> str | CodeLMError:
         if isinstance(entry, dict) and isinstance(entry.get("text"), str):
@@ -178,7 +214,7 @@ class SandboxedCompleter:
     def _spec(self, image: str, request: str) -> ContainerSpec:
         env = {"SELFPROG_CODELM_REQUEST": request, "SELFPROG_CODELM_MODEL": MOUNT,
                "OMP_NUM_THREADS": str(max(1, int(self.cpus)))}
-        mounts = [Mount(MOUNT, str(self.folder), type="bind", read_only=True)]
+        mounts = [hard.readonly_bind(MOUNT, self.folder)]
         small = hard.Hardening(tmp_bytes=64 * 1024**2, shm_bytes=64 * 1024**2)
         return ContainerSpec(
             what="the sampling container", image=image,

@@ -114,6 +114,16 @@ class CodeLMConfig(Frozen):
     network. Only for a model you made yourself and trust; never for a variant's export."""
     timeout_s: float = Field(default=300, gt=0)
     """Wall-clock deadline of one sampling container (a proposal batch); it is killed after."""
+    hole_fraction: float = Field(default=0.5, ge=0, le=1)
+    """Share of proposals that are *setting holes*: the model writes the value of one declared
+    ``# search:`` setting, chosen among the declared range's candidates by its likelihood (valid
+    by construction). The rest are *code completions* of a block. A program with no declared
+    setting (or no block) gets only the other kind."""
+    candidates: int = Field(default=4, ge=1, le=32)
+    """Completions sampled per code-completion proposal; the one that parses, uses no undefined
+    name and has the highest log-probability under the model is proposed."""
+    hole_grid: int = Field(default=12, ge=2, le=64)
+    """Candidate values scored for a numeric setting (log-spaced for ``log`` ranges)."""
 
 
 class MutateConfig(Frozen):

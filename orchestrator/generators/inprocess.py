@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.completer import CompletionRequest
+from orchestrator.completer import CompletionRequest, ScoreRequest
 from orchestrator.errors import CodeLMError
 from sandbox import codelm as sampler
 from sandbox.codelm import META_FILE, MODEL_FILE
@@ -67,13 +67,27 @@ class InProcessCompleter:
         out: list[str | CodeLMError] = []
         for r in requests:
             try:
-                out.append(self.complete(r.prompt, r.max_new_bytes, r.temperature, r.seed, r.stop))
+                out.append(self.complete(r.prompt, r.max_new_bytes, r.temperature, r.seed, r.stop,
+                                         r.constraint))
             except CodeLMError as exc:
                 out.append(exc)
         return out
 
+    def score_many(self, requests: list[ScoreRequest]) -> list[list[float] | CodeLMError]:
+        """Each request's log-probabilities (one per continuation), or the model's error on it."""
+        out: list[list[float] | CodeLMError] = []
+        for r in requests:
+            try:
+                out.append(sampler.score(self.module, self.context, self.device, r.prompt,
+                                         list(r.continuations)))
+            except sampler.SampleError as exc:
+                out.append(CodeLMError(f"{self.folder}: {exc}"))
+            except (ValueError, RuntimeError) as exc:
+                out.append(CodeLMError(f"{self.folder}: {type(exc).__name__}: {exc}"))
+        return out
+
     def complete(self, prompt: str, max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
-                 stop: str | None = None) -> str:
+                 stop: str | None = None, constraint: str | None = None) -> str:
         """Continue ``prompt`` by sampling up to ``max_new_bytes`` bytes.
 
         Args:
@@ -82,6 +96,7 @@ class InProcessCompleter:
             temperature: 0 is greedy; higher is more random.
             seed: the same seed, prompt and model give the same text on the same device.
             stop: end early once the completion contains it; the result is cut before it.
+            constraint: None or ``python-block`` (see ``CompletionRequest.constraint``).
 
         Returns:
             The completion alone (without the prompt). Bytes that do not form valid UTF-8 come
@@ -89,11 +104,12 @@ class InProcessCompleter:
 
         Raises:
             CodeLMError: the module fails or returns logits of the wrong shape, the temperature
-                is negative, or torch fails while sampling (out of memory, NaN probabilities).
+                is negative, the constraint unknown, or torch fails while sampling (out of
+                memory, NaN probabilities).
         """
         try:
             return sampler.sample(self.module, self.context, self.device, prompt, max_new_bytes,
-                                  temperature, seed, stop)
+                                  temperature, seed, stop, constraint)
         except sampler.SampleError as exc:
             raise CodeLMError(f"{self.folder}: {exc}") from None
         except (ValueError, RuntimeError) as exc:  # a bad temperature; torch's own failures

@@ -48,7 +48,7 @@ def write_report(store: Store, program: Program, path: Path | None = None) -> Pa
              f"<h1>Run {html.escape(store.run_id)} — {html.escape(program.name)}</h1>",
              _header(data), "<h2>Best so far</h2>", curve_svg(variants, status, goal),
              _legend(), "<h2>Lineage</h2>", lineage_html(variants, status),
-             *spec_html(store, status),
+             *spec_html(store, status), written_by_html(store.calls(), variants),
              "<h2>Variants</h2>", _table(variants, status, drafted(store))]
     path.write_text("\n".join(parts))
     return path
@@ -139,6 +139,36 @@ def spec_html(store: Store, status: dict[str, str]) -> list[str]:
             f"<p>{len(calls)} first drafts asked for, {len(made)} became variants, {len(ok)} "
             "ran ok. Every other variant descends from one of these.</p>",
             "<ul>" + "".join(rows) + "</ul>"]
+
+
+def written_by_html(calls: list[dict], variants: list[VariantRow]) -> str:
+    """Which generation's model wrote which child, for a run whose generator is the program's
+    own model (``self``): one row per writing model ('the given model' for the one the run
+    started with, else the variant whose export it is), with the children it wrote, each with
+    its edit kind and verdict. Empty when no call came from ``self``."""
+    own = [c for c in calls if c.get("backend") == "self"]
+    if not own:
+        return ""
+    by_id = {v.id: v for v in variants}
+    wrote: dict[str, list[str]] = defaultdict(list)
+    tried: dict[str, int] = defaultdict(int)
+    for c in own:
+        writer = c.get("generator") or ""
+        tried[writer] += 1
+        child = by_id.get(c.get("variant_id") or "")
+        if child is not None:
+            wrote[writer].append(f'<a href="#v{child.id}">#{child.idx} {child.id}</a> '
+                                 f'({html.escape(c.get("kind") or "?")}, '
+                                 f'{html.escape(child.verdict or "pending")})')
+    rows = ["<h2>Written by</h2>", '<table id="written-by"><tr><th>model of</th>'
+            "<th>calls</th><th>children</th></tr>"]
+    for writer in sorted(tried, key=lambda w: (w != "", by_id[w].idx if w in by_id else 0)):
+        who = "the given model" if not writer else (
+            f'<a href="#v{writer}">#{by_id[writer].idx} {writer}</a>' if writer in by_id
+            else html.escape(writer))
+        rows.append(f"<tr><td>{who}</td><td>{tried[writer]}</td>"
+                    f"<td>{', '.join(wrote[writer]) or '—'}</td></tr>")
+    return "\n".join([*rows, "</table>"])
 
 
 def _table(variants: list[VariantRow], status: dict[str, str],

@@ -9,13 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.completer import CompletionRequest
+from orchestrator.completer import CompletionRequest, ScoreRequest
 from orchestrator.errors import CodeLMError, ConfigError
 from orchestrator.generators.auto import make_generator
 from orchestrator.generators.base import GenerationRequest, Parent, Reason
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
-from orchestrator.generators.selfgen import SelfGenerator, regions, splice
-from orchestrator.program import Program
+from orchestrator.generators.searchspace import find_settings
+from orchestrator.generators.selfgen import (
+    SelfGenerator,
+    hole_values,
+    regions,
+    splice,
+    statement_start,
+)
+from orchestrator.program import Program, variant_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,10 +44,13 @@ def test_exported_codelm_samples_recorded_proposals(tmp_path):
     assert len(proposals) == 3
     for p in proposals:
         assert p.call is not None and p.call.backend == "self"
-        assert p.call.model == str(folder)
-        assert program.source_files()["train.py"].startswith(p.call.prompt[:50]) or \
-            p.call.prompt in program.source_files()["train.py"]
-        assert 0 < p.call.tokens_out <= 24 * 4  # bytes; a replaced byte decodes to 3
+        assert p.call.model == str(folder) and p.call.generator == ""
+        assert p.call.kind in ("hole", "completion")
+        assert p.call.prompt in program.source_files()["train.py"]
+        assert p.call.tokens_out > 0
+        if p.call.kind == "hole":  # valid by construction: a declared literal in range
+            assert p.valid, p.rejection
+            assert p.call.response in p.files["train.py"]
         assert p.valid or p.rejection.split(":")[0] in set(Reason)
     again = gen.propose(GenerationRequest(program, (parent,), n=3, seed=2))
     assert [p.call.response for p in again] == [p.call.response for p in proposals]
@@ -154,7 +164,8 @@ class OneBad(Script):
 
 
 def test_a_request_the_model_fails_on_costs_only_its_own_proposal(single):
-    gen = SelfGenerator(GeneratorConfig(), OneBad("    return a * 7\n"), load=OneBad)
+    config = GeneratorConfig(codelm=CodeLMConfig(candidates=1))
+    gen = SelfGenerator(config, OneBad("    return a * 7\n"), load=OneBad)
     first, second = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),),
                                                   n=2))
     assert first.rejection == "generation_error: CodeLMError: the model failed while sampling"
@@ -195,3 +206,174 @@ def test_the_self_generator_imports_neither_docker_nor_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# --- setting holes and ranked completions -------------------------------------------------------
+
+SETTINGS = '''LR = 1e-3  # search: log[1e-4, 1e-2]
+DEPTH = 2  # search: int[1, 4]
+ACT = "gelu"  # search: choice[gelu, relu, silu]
+DROP = 0.1  # search: float[0, 0.3]
+
+
+def f(a):
+    """Add."""
+    b = a + DEPTH
+    c = b * LR
+    return c
+'''
+
+
+class Scorer(Script):
+    """A completer that writes ``text`` and scores a continuation by a fixed table (the first
+    key it starts with), else by ``-10`` per byte; it records the score requests."""
+
+    def __init__(self, text: str, table: dict[str, float] | None = None,
+                 samples: list[str] | None = None):
+        super().__init__(text)
+        self.table = table or {}
+        self.samples = samples
+        self.scored: list[ScoreRequest] = []
+
+    def complete_many(self, requests: list[CompletionRequest]) -> list[str | CodeLMError]:
+        self.prompts += [r.prompt for r in requests]
+        assert all(r.constraint == "python-block" for r in requests)
+        if self.samples is None:
+            return [self.text[: r.max_new_bytes] for r in requests]
+        return [self.samples[i % len(self.samples)] for i in range(len(requests))]
+
+    def score_many(self, requests: list[ScoreRequest]) -> list[list[float] | CodeLMError]:
+        self.scored += requests
+        return [[next((v for k, v in self.table.items() if c.startswith(k)), -10.0 * len(c))
+                 for c in r.continuations] for r in requests]
+
+
+def holes_only(**kw) -> GeneratorConfig:
+    return GeneratorConfig(temperature=0, codelm=CodeLMConfig(hole_fraction=1.0, **kw))
+
+
+def test_hole_values_are_the_declared_candidates_without_the_current_one():
+    found = {s.name: s for s in find_settings("train.py", SETTINGS)}
+    assert hole_values(found["ACT"], 12) == ["relu", "silu"]
+    assert hole_values(found["DEPTH"], 12) == [1, 3, 4]
+    logs = hole_values(found["LR"], 5)
+    assert logs == [1e-4, 3.2e-4, 3.2e-3, 1e-2]  # log-spaced, two digits; 1e-3 is current
+    floats = hole_values(found["DROP"], 4)
+    assert floats == [0.0, 0.2, 0.3] and all(0 <= v <= 0.3 for v in floats)
+
+
+def test_a_hole_is_filled_with_the_candidate_the_model_finds_likeliest(single):
+    lm = Scorer("", {'"silu"': -1.0, '"relu"': -5.0, "3 ": -0.5})
+    gen = SelfGenerator(holes_only(), lm, load=Scorer)
+    parent = Parent("p", {"train.py": SETTINGS})
+    proposals = gen.propose(GenerationRequest(single, (parent,), n=6, seed=3))
+    assert all(p.valid for p in proposals), [p.rejection for p in proposals]
+    for p in proposals:
+        assert p.call.kind == "hole" and p.call.generator == ""
+        changed = [a for a, b in zip(SETTINGS.split("\n"), p.files["train.py"].split("\n"),
+                                     strict=True) if a != b]
+        assert len(changed) == 1  # one literal, the rest of the file as it was
+        ast.parse(p.files["train.py"])
+    first: dict[str, str] = {}  # a later hole on the same setting takes the next likeliest
+    for p in proposals:
+        first.setdefault(p.notes[0].split(":")[1].split("=")[0].strip(), p.call.response)
+    assert first.get("ACT", '"silu"') == '"silu"' and first.get("DEPTH", "3") == "3"
+    assert len({variant_hash(p.files) for p in proposals}) == len(proposals)
+    # the prompt is the source before the literal; the continuation ends the line
+    req = lm.scored[0]
+    assert SETTINGS.startswith(req.prompt) and all(c.endswith("\n") for c in req.continuations)
+
+
+def test_hole_draws_follow_the_models_probabilities_at_temperature_one(single):
+    lm = Scorer("", {'"silu"': -0.1, '"relu"': -3.0})
+    config = GeneratorConfig(temperature=1.0, codelm=CodeLMConfig(hole_fraction=1.0))
+    gen = SelfGenerator(config, lm, load=Scorer)
+    parent = Parent("p", {"train.py": SETTINGS.split("\n\n\n")[0].replace("LR =", "lr =")
+                          .replace("DEPTH =", "depth =").replace("DROP =", "drop =") + "\n"})
+    picks = [p.call.response for s in range(60)
+             for p in gen.propose(GenerationRequest(single, (parent,), n=1, seed=s))]
+    assert set(picks) == {'"silu"', '"relu"'}
+    assert picks.count('"silu"') > 45  # p = 1 / (1 + e^-2.9) = 0.95
+
+
+def test_a_hole_never_repeats_a_variant_already_seen(single):
+    lm = Scorer("")
+    gen = SelfGenerator(holes_only(), lm, load=Scorer)
+    parent = Parent("p", {"train.py": 'ACT = "gelu"  # search: choice[gelu, relu]\n'})
+    (first,) = gen.propose(GenerationRequest(single, (parent,), seed=1))
+    assert first.valid and '"relu"' in first.files["train.py"]
+    seen = (variant_hash(first.files),)
+    (again,) = gen.propose(GenerationRequest(single, (parent,), seed=2, seen=seen))
+    assert again.rejection.startswith("no_edit:")
+
+
+def test_scoring_that_fails_is_the_holes_generation_error_not_a_crash(single):
+    class Broken(Scorer):
+        def score_many(self, requests):
+            raise CodeLMError("the scoring container exited 137")
+
+    gen = SelfGenerator(holes_only(), Broken(""), load=Broken)
+    (p,) = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SETTINGS}),)))
+    assert p.rejection == "generation_error: CodeLMError: the scoring container exited 137"
+    assert p.call.kind == "hole" and p.call.error
+
+
+def test_the_likeliest_valid_completion_is_proposed_and_invalid_ones_never_are(single):
+    samples = ["    return a * 5\n", "    return a * undefined_thing\n",
+               "    return a * 7 + 1\n", "    return (a\n"]
+    lm = Scorer("", {"    return a * 7 + 1": -1.0, "    return a * 5": -30.0}, samples)
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=4))
+    gen = SelfGenerator(config, lm, load=Scorer)
+    (p,) = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),), seed=0))
+    assert p.valid and p.call.kind == "completion"
+    assert "return a * 7 + 1" in p.files["train.py"] and "likeliest of 2" in p.notes[0]
+    assert len(lm.scored) == 1 and len(lm.scored[0].continuations) == 2
+
+
+def test_no_valid_completion_is_the_first_samples_rejection(single):
+    lm = Scorer("", samples=["    return a * nowhere\n"])
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=2))
+    (p,) = SelfGenerator(config, lm, load=Scorer).propose(
+        GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),)))
+    assert p.rejection == "undefined: train.py uses nowhere, defined nowhere"
+
+
+def test_a_sample_cut_inside_a_bracket_keeps_the_lines_before_it():
+    new = splice(SOURCE, 6, 8, "    c = b * 3\n    return max(c,\n", True)
+    assert "    c = b * 3\n\n\ndef g():" in new
+    ast.parse(new)
+
+
+def test_the_model_of_a_crowned_variant_is_recorded_as_the_writer(single, tmp_path):
+    gen = SelfGenerator(holes_only(), Scorer(""), load=lambda f: Scorer(""))
+    gen.use(tmp_path / "run" / "variants" / "0007-ab12cd34" / "eval-1" / "artifacts")
+    assert gen.generator_id == "ab12cd34"
+    (p,) = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SETTINGS}),)))
+    assert p.call.generator == "ab12cd34"
+    gen.use(tmp_path / "elsewhere" / "artifacts")
+    assert gen.generator_id == ""
+
+
+def test_two_completions_of_a_batch_never_propose_the_same_variant(single):
+    lm = Scorer("", samples=["    return a * 9\n"])
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=1))
+    first, second = SelfGenerator(config, lm, load=Scorer).propose(
+        GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),), n=2, seed=4))
+    if first.files is not None and second.files is not None:
+        assert variant_hash(first.files) != variant_hash(second.files)
+    assert first.valid or second.valid
+    for p in (first, second):
+        assert p.valid or p.rejection.startswith("duplicate:")
+
+
+def test_a_long_block_keeps_its_first_line_in_the_prompt_for_the_parse_check(single):
+    body = "".join(f"    v{i} = a + {i}\n" for i in range(200))
+    source = f"X = 1\n\n\n@staticmethod\ndef f(a):\n{body}    return a\n"
+    lm = Scorer("", samples=["    return a * 2\n"])
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=1,
+                                                 context_bytes=256))
+    SelfGenerator(config, lm, load=Scorer).propose(
+        GenerationRequest(single, (Parent("p", {"train.py": source}),), seed=0))
+    (prompt,) = lm.prompts
+    assert prompt.startswith("@staticmethod\ndef f(a):\n") and source.startswith("X = 1")
+    assert statement_start(source, 5) == 3

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.completer import CompletionRequest
+from orchestrator.completer import CompletionRequest, ScoreRequest
 from orchestrator.containers.sampler import SandboxedCompleter
 from orchestrator.errors import CodeLMError
 from orchestrator.generators.auto import make_generator
@@ -93,6 +93,23 @@ def test_container_samples_the_same_text_as_in_process(docker_client, runtime_im
 
 @pytest.mark.docker
 @pytest.mark.slow
+def test_container_scores_as_in_process_and_a_bad_request_costs_only_itself(
+        docker_client, runtime_image, tiny):
+    lm = SandboxedCompleter(tiny, client=docker_client, image=runtime_image, timeout_s=120)
+    local = InProcessCompleter.load(tiny, device="cpu")
+    requests = [ScoreRequest("N_LAYER = ", ("2  # x\n", "4  # x\n", "é")),
+                ScoreRequest("def f():\n" * 9, ("    return 1\n",)),
+                ScoreRequest("x", ("",))]
+    got = lm.score_many(requests)
+    want = local.score_many(requests)
+    for a, b in zip(got[:2], want[:2], strict=True):
+        assert a == pytest.approx(b, abs=1e-4) and all(v < 0 for v in a)
+    assert isinstance(got[2], CodeLMError) and "continuation" in str(got[2])
+    assert lm.score_many([]) == []
+
+
+@pytest.mark.docker
+@pytest.mark.slow
 def test_hostile_model_touches_no_host_file_and_is_a_rejection(docker_client, runtime_image,
                                                                tmp_path):
     victim = tmp_path / "victim.bin"
@@ -105,14 +122,17 @@ def test_hostile_model_touches_no_host_file_and_is_a_rejection(docker_client, ru
     assert spare.read_bytes() == b"A" * 16 and (tmp_path / "spare.bin.planted").exists()
 
     program = Program.load(ROOT / "programs" / "codelm")
-    gen = make_generator(GeneratorConfig(backend="self", codelm=CodeLMConfig(
-        model=str(model), max_new_bytes=16, timeout_s=120)))
-    assert isinstance(gen, SelfGenerator) and isinstance(gen.lm, SandboxedCompleter)
-    gen.lm._client, gen.lm._image = docker_client, runtime_image
-    proposals = gen.propose(GenerationRequest(program, (Parent("p", program.source_files()),),
-                                              n=2, seed=1))
-    assert [p.rejection.split(":")[0] for p in proposals] == [Reason.GENERATION_ERROR] * 2
-    assert all(p.call is not None and "from_file" in p.call.error for p in proposals)
+    for fraction, kind in ((0.0, "completion"), (1.0, "hole")):  # sampling, then scoring
+        gen = make_generator(GeneratorConfig(backend="self", codelm=CodeLMConfig(
+            model=str(model), max_new_bytes=16, timeout_s=120, hole_fraction=fraction,
+            candidates=1)))
+        assert isinstance(gen, SelfGenerator) and isinstance(gen.lm, SandboxedCompleter)
+        gen.lm._client, gen.lm._image = docker_client, runtime_image
+        proposals = gen.propose(GenerationRequest(
+            program, (Parent("p", program.source_files()),), n=2, seed=1))
+        assert [p.rejection.split(":")[0] for p in proposals] == [Reason.GENERATION_ERROR] * 2
+        assert all(p.call is not None and p.call.kind == kind and "from_file" in p.call.error
+                   for p in proposals), [p.call.error for p in proposals]
     assert victim.read_bytes() == b"x" * 16
     assert not (tmp_path / "victim.bin.planted").exists()
 
@@ -168,3 +188,76 @@ def test_folder_is_checked_on_the_host_without_loading_the_model(tmp_path, tiny)
         SandboxedCompleter(bad)
     with pytest.raises(SampleError, match="context"):
         parse_meta("[]", "x")
+
+
+SELF_TRAIN = """import json
+import os
+from pathlib import Path
+
+import torch
+
+from sandbox import report
+
+X = 0.0  # search: float[-3, 3]
+Y = 0.0  # search: float[-3, 3]
+
+
+class Bigram(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(256, 256, generator=torch.Generator()
+                                                     .manual_seed(int(X * 100 + Y * 7))))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.table[idx]
+
+
+out = Path(os.environ.get("SELFPROG_OUT", "out"))
+(out / "params.json").write_text(json.dumps({"x": X, "y": Y}))
+torch.jit.script(Bigram()).save(str(out / "model.pt"))
+(out / "model.json").write_text(json.dumps({"context": 64}))
+for name in ("params.json", "model.pt", "model.json"):
+    report.artifact(name)
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_evolve_with_the_self_generator_crowns_a_child_the_self_wrote(
+        tmp_path, docker_client, runtime_image, tiny):
+    """The real loop: each variant exports a model in TRAIN, the run starts from a given model,
+    children are written by the model (sampled in a container), and once a child is crowned its
+    own export writes the next children; the report names the writers."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli.app import app
+    from orchestrator.runs.store import Store
+    from tests.evolution.quickprog import remove_quick_images, write_quick_program
+
+    program = write_quick_program(tmp_path / "quick", nonce=f"self {time.time()}")
+    (program.root / "train.py").write_text(SELF_TRAIN)
+    toml = (program.root / "program.toml").read_text()
+    (program.root / "program.toml").write_text(toml.replace('memory = "256m"',
+                                                            'memory = "1g"'))
+    runs = tmp_path / "runs"
+    try:
+        done = CliRunner().invoke(app, [
+            "evolve", "--program", str(program.root), "--variants", "6", "--generator", "self",
+            "--run-id", "selfci", "--set", f'runs_dir="{runs}"',
+            "--set", f'generator.codelm.model="{tiny}"',
+            "--set", "generator.codelm.hole_fraction=1.0"])
+        assert done.exit_code == 0, done.output
+        store = Store(runs / "selfci")
+        calls = store.calls()
+        assert calls and all(c["backend"] == "self" and c["kind"] == "hole" for c in calls)
+        written = {c["variant_id"]: c["generator"] for c in calls if c["variant_id"]}
+        admitted = [v for v in store.variants() if v.verdict == "admitted"]
+        assert any(v.id in written for v in admitted), "no child written by the self crowned"
+        assert {w for w in written.values() if w} <= {v.id for v in admitted}
+        assert any(written.values()), "no child was written by a crowned variant's model"
+        page = (runs / "selfci" / "report.html").read_text()
+        assert 'id="written-by"' in page and "the given model" in page
+        assert not docker_client.containers.list(all=True,
+                                                 filters={"label": "selfprog.run=selfci"})
+    finally:
+        remove_quick_images(docker_client)
