@@ -122,3 +122,35 @@ def test_digits_evolved_from_its_spec_alone_reaches_an_ok_sub_model(tmp_path, do
     assert out.best_id == draft.id
     report = write_report(store, program).read_text()
     assert "Written from the spec" in report and "2 first drafts asked for" in report
+
+
+@pytest.mark.docker
+def test_selfprog_evolve_from_spec_with_an_openai_server_on_loopback(tmp_path, docker_client,
+                                                                     runtime_image, monkeypatch):
+    """The command a user runs: ``selfprog evolve --from-spec --generator openai`` against an
+    OpenAI-compatible server (scripted, streaming, on loopback), real containers throughout."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from orchestrator.cli.app import app
+    from tests.generators.scripted_server import Answer, Script, ScriptedServer
+
+    for name in ("OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    runs = tmp_path / "runs"
+    script = Script([Answer(text=BROKEN), Answer(text=DRAFT)])
+    with ScriptedServer(script) as server:
+        done = CliRunner().invoke(app, [
+            "evolve", "--program", str(ROOT / "programs" / "tasks" / "digits"), "--from-spec",
+            "--generator", "openai", "--variants", "2", "--run-id", "spec", "--no-live",
+            "--set", f'runs_dir="{runs}"', "--set", "slots.lookahead=0",
+            "--set", "slots.count=1", "--set", f'generator.openai.base_url="{server.v1}"'])
+    assert done.exit_code == 0, done.output
+    prompts = [json.dumps(r["messages"]) for r in script.requests if "messages" in r]
+    assert len(prompts) == 2 and "forgot to write the model" in prompts[1]
+    assert "def build_model" not in "".join(prompts), "the reference is never shown"
+    summary = json.loads((runs / "spec" / "summary.json").read_text())
+    assert summary["best"] is not None and summary["best"]["value"] > 0.8, summary
+    assert summary["seed"]["value"] is None, "the reference is never run"
+    assert "Written from the spec" in (runs / "spec" / "report.html").read_text()
