@@ -289,11 +289,12 @@ def score(module: torch.jit.ScriptModule, context: int, device: str, prompt: str
     return out
 
 
-def _batch_logits(module: torch.jit.ScriptModule, idx: torch.Tensor) -> torch.Tensor:
+def _batch_logits(module: torch.jit.ScriptModule, idx: torch.Tensor,
+                  doing: str = "scoring") -> torch.Tensor:
     try:
         out = module(idx)
     except RuntimeError as exc:
-        raise SampleError(f"the model failed while scoring: {exc}") from None
+        raise SampleError(f"the model failed while {doing}: {exc}") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != idx.shape \
             or out.shape[2] != 256:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -302,15 +303,7 @@ def _batch_logits(module: torch.jit.ScriptModule, idx: torch.Tensor) -> torch.Te
 
 
 def _logits(module: torch.jit.ScriptModule, idx: torch.Tensor) -> torch.Tensor:
-    try:
-        out = module(idx)
-    except RuntimeError as exc:
-        raise SampleError(f"the model failed while sampling: {exc}") from None
-    if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[:2] != idx.shape \
-            or out.shape[2] != 256:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise SampleError(f"logits of shape {shape}, expected (1, {idx.shape[1]}, 256)")
-    return out[0, -1]
+    return _batch_logits(module, idx, "sampling")[0, -1]
 
 
 def _entries(request: object) -> tuple[list[dict], list[dict]]:

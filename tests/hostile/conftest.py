@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from orchestrator.containers.docker_runner import DockerRunner
+from orchestrator.program import Program
 from orchestrator.runner import RunRequest, Variant
 from tests.hostile.kit import HOST_SECRET, Outcome, assert_contained, make_program, snapshot
 
@@ -22,8 +25,13 @@ def hostile(runner, docker_client, tmp_path, request):
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret.txt").write_text(HOST_SECRET)
 
-    def run(train: str, **resources) -> Outcome:
+    def run(train: str, prepare: Callable[[Path], object] | None = None,
+            **resources) -> Outcome:
+        """``prepare(root)``, when given, changes the program folder before it is loaded."""
         program = make_program(tmp_path / "program", train, **resources)
+        if prepare is not None:
+            prepare(tmp_path / "program")
+            program = Program.load(tmp_path / "program")
         before = snapshot(tmp_path / "program"), snapshot(tmp_path / "outside")
         run_id = f"hostile-{request.node.name[:24]}-{uuid.uuid4().hex[:6]}"
         folder = tmp_path / "variant"

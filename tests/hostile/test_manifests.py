@@ -23,7 +23,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.program import Program
 from orchestrator.result import Status
 from orchestrator.runner import RunRequest, Variant
-from tests.hostile.kit import HOST_SECRET, Outcome, assert_contained, make_program, snapshot
+from tests.hostile.kit import HOST_SECRET, make_program
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -51,29 +51,6 @@ def _refused_by_runner(runner, docker_client, program: Program, folder: Path, ma
                               folder=folder))
     assert time.monotonic() - started < 60, "refused at once, not after engine retries"
     _nothing_left(docker_client, run_id)
-
-
-@pytest.fixture
-def hostile(runner, docker_client, tmp_path, request):
-    """As the suite's ``hostile``, with ``prepare(root)`` run on the program folder before the
-    manifest is loaded again."""
-    (tmp_path / "outside").mkdir()
-    (tmp_path / "outside" / "secret.txt").write_text(HOST_SECRET)
-
-    def run(train: str, prepare, **resources) -> Outcome:
-        make_program(tmp_path / "program", train, **resources)
-        prepare(tmp_path / "program")
-        program = Program.load(tmp_path / "program")
-        before = snapshot(tmp_path / "program"), snapshot(tmp_path / "outside")
-        run_id = f"manifest-{request.node.name[:24]}-{uuid.uuid4().hex[:6]}"
-        folder = tmp_path / "variant"
-        variant = Variant(program, program.source_files())
-        result = runner.run(RunRequest(variant=variant, run_id=run_id, folder=folder))
-        outcome = Outcome(result, folder, program, run_id)
-        assert_contained(docker_client, outcome, tmp_path, before)
-        return outcome
-
-    return run
 
 
 @pytest.fixture

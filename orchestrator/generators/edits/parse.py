@@ -115,6 +115,8 @@ def normalize(text: str) -> str:
     if "<|channel|>" in text:
         finals = [m.group(2) for m in _HARMONY.finditer(text) if m.group(1).lower() == "final"]
         text = finals[-1] if finals else ""
+    elif text.lstrip().startswith("analysis") and "assistantfinal" in text:
+        text = text.rsplit("assistantfinal", 1)[1]  # harmony with its special tokens stripped
     text = _THINK.sub("", text)
     text = _OTHER_THINK.sub("", text)
     orphans = list(_ORPHAN_CLOSE.finditer(text))

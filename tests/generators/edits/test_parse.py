@@ -103,6 +103,7 @@ def test_reasoning_of_every_known_shape_is_not_the_answer():
     harmony = ("<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>commentary"
                "<|message|>c<|end|><|start|>assistant<|channel|>final<|message|>F<|return|>")
     assert normalize(harmony) == "F"
+    assert normalize("analysisMaybe X=9.assistantfinalX = 1") == "X = 1", "tokens stripped"
 
 
 def test_elisions_are_new_placeholder_lines_never_code_or_the_parents_own_comments():
