@@ -192,8 +192,11 @@ def serve(load: Callable[[], Predict], path: str | None = None, *,
                 _handle(conn, listener, load, limit, max_bytes, sweep)
             finally:
                 conn.close()
-                _clean(wipe)
+                left = _clean(wipe)
             served += 1
+            if left:  # fail closed: state that outlives a request could reach the next one
+                _note(f"could not wipe {left[:3]}: serving no more requests")
+                break
         listener.close()
 
 
@@ -325,20 +328,28 @@ def _reap(pid: int) -> None:
             return
 
 
-def _clean(folders: tuple[str, ...]) -> None:
+def _clean(folders: tuple[str, ...]) -> list[str]:
+    """Empty each folder; return what could not be removed (nothing, normally)."""
+    left = []
     for folder in folders:
         try:
             entries = list(os.scandir(folder))
-        except OSError:
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            left.append(f"{folder}: {exc.strerror}")
             continue
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
+                    shutil.rmtree(entry.path)
                 else:
                     os.unlink(entry.path)
-            except OSError:
-                pass
+            except FileNotFoundError:
+                continue  # gone already (a worker's leftover removed with its parent)
+            except OSError as exc:
+                left.append(f"{entry.path}: {exc.strerror}")
+    return left
 
 
 def _note(text: str) -> None:

@@ -245,3 +245,20 @@ def test_expect_checks_shape_dtype_and_finiteness():
         remote.expect(answer, "y", (2, 3), kinds="i")
     assert remote.count({"params": 5}) == 5
     assert remote.count({"params": -1}) == remote.count({"params": True}) == 0
+
+
+def test_the_wipe_between_requests_empties_its_folders_and_says_what_it_could_not(tmp_path):
+    """What a request left in /tmp or /dev/shm must not reach the next one: the supervisor
+    empties them, and stops serving (fails closed) when something cannot be removed."""
+    from sandbox.remote import _clean
+
+    tmp = tmp_path / "tmp"
+    (tmp / "deep" / "er").mkdir(parents=True)
+    (tmp / "deep" / "er" / "state.bin").write_bytes(b"x" * 100)
+    (tmp / "file").write_text("kept state")
+    (tmp / "link").symlink_to(tmp_path)
+    assert _clean((str(tmp), str(tmp_path / "absent"))) == []
+    assert list(tmp.iterdir()) == [] and tmp_path.is_dir(), "a link is removed, not followed"
+    not_a_folder = tmp_path / "plain"
+    not_a_folder.write_text("x")
+    assert _clean((str(not_a_folder),)) != []
