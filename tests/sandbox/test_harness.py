@@ -101,13 +101,24 @@ LANDLOCK_PROBE = """
 """
 
 
+def _outside_the_allowance() -> Path:
+    """A writable folder the TRAIN child may not write to: not beneath /tmp or /dev (where a
+    checkout may well be, e.g. a CI clone in /tmp)."""
+    for base in (ROOT, Path.home(), Path("/var/tmp"), Path("/srv")):
+        real = base.resolve()
+        if real.parts[:2] in (("/", "tmp"), ("/", "dev")) or not os.access(real, os.W_OK):
+            continue
+        return real / f".landlock-probe-test-{os.getpid()}"
+    raise AssertionError("no writable folder outside /tmp and /dev to probe from")
+
+
 def test_the_train_child_writes_only_its_allowance_under_landlock(tmp_path):
     from sandbox import landlock
 
     if not landlock.abi_version():
         import pytest
         pytest.skip("this kernel has no Landlock")
-    out, elsewhere = tmp_path / "out", ROOT / ".landlock-probe-test"
+    out, elsewhere = tmp_path / "out", _outside_the_allowance()
     out.mkdir()
     elsewhere.mkdir(exist_ok=True)
     try:
