@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from orchestrator.errors import ConfigError
 from orchestrator.result import Goal
@@ -89,18 +89,12 @@ class ResourcesSection(Frozen):
     disk: str = "1g"
     """Size of the writable output folder and of the largest file a program may write."""
 
-    @field_validator("memory")
+    @field_validator("memory", "disk")
     @classmethod
-    def _memory(cls, value: str) -> str:
-        if parse_size(value) < MIN_MEMORY:
-            raise ValueError(f"{value!r} is under the floor of {MIN_MEMORY // 1024**2}m")
-        return value
-
-    @field_validator("disk")
-    @classmethod
-    def _disk(cls, value: str) -> str:
-        if parse_size(value) < MIN_DISK:
-            raise ValueError(f"{value!r} is under the floor of {MIN_DISK // 1024**2}m")
+    def _at_least_the_floor(cls, value: str, info: ValidationInfo) -> str:
+        floor = MIN_MEMORY if info.field_name == "memory" else MIN_DISK
+        if parse_size(value) < floor:
+            raise ValueError(f"{value!r} is under the floor of {floor // 1024**2}m")
         return value
 
     @property

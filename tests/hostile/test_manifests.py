@@ -9,11 +9,13 @@ keep (inside the data folder) are followed from inside a real TRAIN container an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -188,8 +190,9 @@ def _links_in_train(root: Path, tmp_path: Path) -> None:
     (train / "abs").symlink_to(root / "data" / "heldout" / "y.txt")
 
 
-def test_a_file_system_mounted_inside_a_data_folder_is_refused(program):
-    inner = program.root / "data" / "train" / "mnt"
+@contextlib.contextmanager
+def _tmpfs_at(inner: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted at ``inner`` (made here) while the block runs."""
     inner.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a file system needs root")
@@ -197,10 +200,15 @@ def test_a_file_system_mounted_inside_a_data_folder_is_refused(program):
                       capture_output=True).returncode != 0:
         pytest.skip("this host does not let the test mount a tmpfs")
     try:
-        with pytest.raises(ConfigError, match="another file system mounted inside it"):
-            Program.load(program.root)
+        yield inner
     finally:
         subprocess.run(["umount", str(inner)], check=True)
+
+
+def test_a_file_system_mounted_inside_a_data_folder_is_refused(program):
+    with _tmpfs_at(program.root / "data" / "train" / "mnt"), \
+            pytest.raises(ConfigError, match="another file system mounted inside it"):
+        Program.load(program.root)
     assert Program.load(program.root).name == "hostile"
 
 
@@ -218,20 +226,11 @@ def test_a_file_system_mounted_in_a_data_folder_after_loading_stays_out_of_the_c
         mounts = [li.split()[4] for li in open("/proc/self/mountinfo")]
         print("UNDER DATA", [m for m in mounts if m.startswith("/data/")])
     """)
-    inner = program.root / "data" / "train" / "mnt"
-    inner.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a file system needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(inner)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("this host does not let the test mount a tmpfs")
-    try:
+    with _tmpfs_at(program.root / "data" / "train" / "mnt") as inner:
         (inner / "host-only.txt").write_text(HOST_SECRET)
         run_id = f"manifest-submount-{uuid.uuid4().hex[:6]}"
         result = runner.run(RunRequest(variant=Variant(program, program.source_files()),
                                        run_id=run_id, folder=tmp_path / "variant"))
-    finally:
-        subprocess.run(["umount", str(inner)], check=True)
     log = (tmp_path / "variant" / "train.log").read_text()
     assert result.status is Status.OK, (result.error, log[-2000:])
     assert "INNER []" in log and "UNDER DATA []" in log and "LEAK" not in log
