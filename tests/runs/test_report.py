@@ -26,7 +26,8 @@ class Finder(HTMLParser):
         self.tags.append((tag, attrs))
         if "id" in attrs:
             self.ids.add(attrs["id"])
-        self._in_diff = tag == "pre" and attrs.get("class") == "diff"
+        if tag == "pre" and attrs.get("class") == "diff":
+            self._in_diff = True
 
     def handle_data(self, data):
         if self._in_diff:
@@ -37,19 +38,26 @@ class Finder(HTMLParser):
             self._in_diff = False
 
 
-def test_the_report_renders_the_curve_every_variant_the_lineage_and_the_diffs(tmp_path):
+def test_the_report_renders_every_evaluation_the_lineage_and_coloured_diffs(tmp_path):
     evo, out = evolve(tmp_path, FakeRunner(crash_on={1.0}),
-                      FakeGenerator(script=[1.0, 0.5, 2.0, 2.5]), **{"budget.variants": 4})
+                      FakeGenerator(script=[1.0, 0.5, 2.0, 2.5]),
+                      **{"budget.variants": 4, "selection.k": 1000.0})
     path = write_report(evo.store, evo.program)
     page = Finder()
     page.feed(path.read_text())
-    assert {"best-curve", "best-line", "lineage"} <= page.ids
-    points = [a for t, a in page.tags if a.get("class") == "variant"]
-    assert len(points) == 5, "one mark per variant, failures included"
-    assert any(t == "path" for t, a in page.tags if a.get("class") == "variant"), \
-        "the crashed variant is drawn on the floor"
+    assert {"best-curve", "best-line", "lineage", "top", "chart-title", "x-label",
+            "y-label"} <= page.ids
+    evals = evo.store.evaluations()
+    marks = [(t, a) for t, a in page.tags if "evaluation" in a.get("class", "").split()]
+    assert len(marks) == len(evals) > 5, "one mark per evaluation, failures included"
+    assert sum("again" in a["class"] for _t, a in marks) == len(evals) - 5, \
+        "every evaluation after a variant's first is drawn as a re-evaluation"
+    assert any(t == "path" and "failed" in a["class"] for t, a in marks), \
+        "the crashed variant is drawn below the axis"
     assert any("+X = 2.5" in d for d in page.diffs) and any("-X = 0.0" in d for d in page.diffs)
-    assert path.read_text().count("<li") == 5
+    assert any(t == "span" and a.get("class") == "a" for t, a in page.tags), "added lines coloured"
+    assert path.read_text().count('class="node') == 5
+    assert path.read_text().count("★ best") == 1
 
 
 def test_ci_outputs_name_the_best_and_its_patch_against_the_seed(tmp_path):
