@@ -23,6 +23,7 @@ from orchestrator.evolution.slots import plan_slots
 from orchestrator.generators.auto import make_generator
 from orchestrator.program import Program
 from orchestrator.runner import Backend
+from orchestrator.runs.mlflow_export import MlflowTracker
 from orchestrator.runs.report import write_report
 from orchestrator.runs.step_summary import StepSummary
 from orchestrator.runs.store import DB, Store
@@ -40,6 +41,31 @@ class Observer(Protocol):
     def tick(self, evolution: Evolution) -> None: ...
 
     def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Both:
+    """Two observers as one (the CLI's view and the MLflow tracker), the first told first."""
+
+    first: Observer | None
+    second: Observer
+
+    def start(self, evolution: Evolution) -> None:
+        if self.first is not None:
+            self.first.start(evolution)
+        self.second.start(evolution)
+
+    def tick(self, evolution: Evolution) -> None:
+        if self.first is not None:
+            self.first.tick(evolution)
+        self.second.tick(evolution)
+
+    def stop(self) -> None:
+        try:
+            if self.first is not None:
+                self.first.stop()
+        finally:
+            self.second.stop()
 
 
 @dataclass(frozen=True)
@@ -106,6 +132,8 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
     cfg, store, program = open_run(config, overrides, resume)
     if summary_md is not None:
         summary_md.attach(store.folder, program)
+    if cfg.tracking.mlflow:
+        observer = Both(observer, MlflowTracker(store.folder, program, cfg.tracking.mlflow_uri))
     no_proposals: str | None = None
     try:
         generator = make_generator(cfg.generator)
