@@ -12,10 +12,10 @@ import pytest
 from mlflow import MlflowClient
 
 from orchestrator.evolution.launch import run_evolution
+from orchestrator.program import Program
 from orchestrator.result import StageResult, Status, VariantResult
 from orchestrator.runs.mlflow_export import default_uri, export_run
 from orchestrator.runs.store import Store
-from orchestrator.program import Program
 from tests.evolution.fakes import FakeRunner
 from tests.evolution.quickprog import write_quick_program
 from tests.runs.test_step_summary import Backend

@@ -8,7 +8,6 @@ from html.parser import HTMLParser
 from orchestrator.runs.gc import collect
 from orchestrator.runs.report import write_report
 from orchestrator.runs.summary import write_outputs
-
 from tests.evolution.fakes import FakeGenerator, FakeRunner
 from tests.evolution.test_loop import evolve
 
