@@ -5,8 +5,9 @@ loss falls over three decades, about 10% crashes and 2% timeouts, a recheck for 
 improvement, and one rejected generation call in four. ``build_run`` is also what the report's
 browser test renders.
 
-Run: ``.venv/bin/python benchmarks/report_scale.py [VARIANTS]``; it writes its section of
-``docs/benchmarks.md`` and prints it.
+Run: ``.venv/bin/python benchmarks/report_scale.py [VARIANTS [KEEP_DIR]]``; it writes its
+section of ``docs/benchmarks.md`` and prints it (and keeps the run in KEEP_DIR when given: the
+screenshot in ``docs/report.png`` is of that report).
 """
 
 from __future__ import annotations
@@ -123,10 +124,10 @@ def time_report(run: Path, repeats: int = 3) -> tuple[float, int]:
     return statistics.median(times), (run / "report.html").stat().st_size
 
 
-def main(variants: int = 2000) -> None:
+def main(variants: int = 2000, keep: Path | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        run = build_run(Path(tmp), variants)
+        run = build_run(keep or Path(tmp), variants)
         built = time.perf_counter() - t0
         seconds, size = time_report(run)
     load = os.getloadavg()[0]
@@ -149,4 +150,5 @@ Python's start and imports (about 1 s here)."""
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000,
+         Path(sys.argv[2]) if len(sys.argv) > 2 else None)

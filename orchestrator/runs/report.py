@@ -16,6 +16,7 @@ from typing import Any
 from orchestrator.program import Program
 from orchestrator.result import Goal, Score
 from orchestrator.runs import lineage, plot
+from orchestrator.runs.rows import EvalRow
 from orchestrator.runs.store import Store, VariantRow
 from orchestrator.runs.summary import diff_summary, summarize, tokens_line
 
@@ -32,10 +33,10 @@ pre.diff .h{color:#6639ba}pre.diff .f{color:#555;font-weight:bold}
 .legend span{margin-right:1em}.facts td:first-child{color:#555}"""
 
 
-def variant_status(store: Store) -> dict[str, str]:
+def variant_status(store: Store, evals: list[EvalRow] | None = None) -> dict[str, str]:
     """Each variant's status: ``ok`` when every evaluation is, else its first failure."""
     out: dict[str, str] = {}
-    for ev in store.evaluations():
+    for ev in store.evaluations() if evals is None else evals:
         status = ev.status.value if ev.status else "pending"
         if out.get(ev.variant_id, "ok") == "ok":
             out[ev.variant_id] = status
@@ -45,8 +46,8 @@ def variant_status(store: Store) -> dict[str, str]:
 def write_report(store: Store, program: Program, path: Path | None = None) -> Path:
     """Write ``report.html`` into the run folder (or to ``path``) and return where it is."""
     path = path or store.folder / "report.html"
-    variants = store.variants()
-    status = variant_status(store)
+    variants, evals = store.variants(), store.evaluations()
+    status = variant_status(store, evals)
     goal = program.manifest.metric.goal
     data = summarize(store, program)
     calls = store.calls()
@@ -57,7 +58,7 @@ def write_report(store: Store, program: Program, path: Path | None = None) -> Pa
              f"<style>{_CSS}\n{lineage.CSS}</style>",
              f"<h1>Run {html.escape(store.run_id)} — {html.escape(program.name)}</h1>",
              _header(data),
-             "<h2>Evaluations and the best so far</h2>", evaluations_svg(store, variants, data["metric"], goal),
+             "<h2>Evaluations and the best so far</h2>", evaluations_svg(evals, variants, data["metric"], goal),
              plot.legend_html(),
              f"<h2>Top {TOP}</h2>", top_table(variants, status, data, writers),
              "<h2>Lineage</h2>", lineage.SCRIPT,
@@ -81,12 +82,13 @@ def best_so_far(variants: list[VariantRow], goal: Goal) -> list[tuple[int, float
     return points
 
 
-def evaluations_svg(store: Store, variants: list[VariantRow], metric: str, goal: Goal) -> str:
+def evaluations_svg(evals: list[EvalRow], variants: list[VariantRow], metric: str,
+                    goal: Goal) -> str:
     """The chart: one point per evaluation (its own metric, not the variant's mean)."""
     idx = {v.id: v.idx for v in variants}
     seen: set[str] = set()
     points = []
-    for ev in store.evaluations():
+    for ev in evals:
         if ev.variant_id not in idx:
             continue
         st = ev.status.value if ev.status else "pending"
