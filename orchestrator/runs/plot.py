@@ -56,8 +56,10 @@ def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
 def log_ticks(lo: float, hi: float) -> list[float]:
     """Powers of ten covering [lo, hi] (with 2 and 5 between them when there are few)."""
     first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    mults = (1, 2, 5) if last - first <= 2 else (1,)
-    return [m * 10.0 ** e for e in range(first, last + 1) for m in mults if lo <= m * 10.0 ** e <= hi]
+    mults = (1, 2, 5) if last - first <= 3 else (1,)
+    every = max(1, math.ceil((last - first) / 10))  # at most about ten labels
+    return [m * 10.0 ** e for e in range(first, last + 1, every) for m in mults
+            if lo <= m * 10.0 ** e <= hi]
 
 
 def uses_log(values: list[float]) -> bool:
