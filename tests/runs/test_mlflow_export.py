@@ -10,7 +10,9 @@ import re
 
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
+from orchestrator.cli.app import app
 from orchestrator.evolution.launch import run_evolution
 from orchestrator.program import Program
 from orchestrator.result import StageResult, Status, VariantResult
@@ -38,7 +40,7 @@ class CrashesThird(FakeRunner):
 def _run(tmp_path, **over):
     program = write_quick_program(tmp_path / "quick")
     overrides = {"program": str(program.root), "runs_dir": str(tmp_path / "runs"),
-                 "run_id": "r", "generator.backend": "mutate", "budget.variants": 4,
+                 "run_id": "r", "generator.backend": "mutate", "budget.variants": 2,
                  "slots.count": 1, **over}
     run_evolution(None, overrides, backend=Backend(CrashesThird()))
     return tmp_path / "runs" / "r", Program.load(program.root)
@@ -57,7 +59,7 @@ def test_export_logs_one_mlflow_run_per_variant_and_a_second_export_adds_nothing
     done = export_run(run, program)
     store = Store(run)
     variants = store.variants()
-    assert done.logged == len(variants) == 5 and done.unsettled == 0
+    assert done.logged == len(variants) == 3 and done.unsettled == 0
     client, logged = _read(run)
     assert set(logged) == {v.id for v in variants}
     for v in variants:
@@ -82,16 +84,18 @@ def test_export_logs_one_mlflow_run_per_variant_and_a_second_export_adds_nothing
             assert got.data.tags["mlflow.parentRunId"] == logged[v.parent_id].info.run_id
     assert any(r.data.tags["status"] == "crash" for r in logged.values())
 
-    again = export_run(run, program)
-    assert again.logged == 0 and again.already == 5
-    assert len(_read(run)[1]) == 5 and len(client.search_runs(
-        [client.get_experiment_by_name("selfprog/quick/r").experiment_id])) == 5
+    again = CliRunner().invoke(app, ["export", "mlflow", "r", "--runs-dir", str(run.parent)])
+    assert again.exit_code == 0, again.output
+    assert "logged 0 variant(s) (3 were already there" in again.output
+    assert f"{default_uri(run)}\t" in again.output
+    assert len(_read(run)[1]) == 3 and len(client.search_runs(
+        [client.get_experiment_by_name("selfprog/quick/r").experiment_id])) == 3
 
 
 def test_live_tracking_logs_variants_as_they_land(tmp_path):
     run, program = _run(tmp_path, **{"tracking.mlflow": True})
     _client, logged = _read(run)
-    assert len(logged) == 5, "every variant logged by the loop itself"
+    assert len(logged) == 3, "every variant logged by the loop itself"
     assert export_run(run, program).logged == 0
 
 
@@ -102,5 +106,5 @@ def test_a_broken_tracking_store_is_a_warning_and_the_run_finishes(tmp_path, cap
         run, _program = _run(tmp_path, **{"tracking.mlflow": True,
                                           "tracking.mlflow_uri": f"sqlite:///{blocker}/x.db"})
     assert Store(run).run_info()["state"] == "finished"
-    assert len(Store(run).variants()) == 5
+    assert len(Store(run).variants()) == 3
     assert "mlflow tracking failed" in caplog.text
