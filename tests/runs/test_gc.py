@@ -8,6 +8,7 @@ import sys
 from orchestrator.result import Status, VariantResult
 from orchestrator.runs.gc import collect
 from orchestrator.runs.store import Store
+
 from tests.evolution.fakes import make_program
 
 

@@ -10,6 +10,7 @@ from orchestrator.runs.gc import collect
 from orchestrator.runs.plot import Point, chart_svg, uses_log
 from orchestrator.runs.report import write_report
 from orchestrator.runs.summary import write_outputs
+
 from tests.evolution.fakes import FakeGenerator, FakeRunner
 from tests.evolution.test_loop import evolve
 
