@@ -10,7 +10,7 @@ CONFIG ?=
 PYTEST_ARGS ?=
 GPU ?=
 
-.PHONY: evolve test venv engine images lint schema benchmarks clean help
+.PHONY: evolve test venv engine images browser lint schema benchmarks clean help
 
 help:
 	@echo "make evolve   run the main job: evolve programs/codelm (default config)"
@@ -36,6 +36,13 @@ engine: venv
 images: engine
 	$(BIN)/selfprog images $(if $(GPU),--gpu,)
 
+# The report's browser tests render it in Debian's headless chromium. Installed here when missing
+# (as root, like the engine); when it cannot be, make goes on and those tests fail, naming it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+		echo "warning: chromium is missing and could not be installed: the report's browser tests will fail" >&2
+
 schema: venv
 	$(BIN)/selfprog protocol schema > sandbox/protocol.schema.json
 
@@ -44,7 +51,7 @@ lint: venv
 	$(BIN)/mypy
 
 # Two workers: the Docker tests in one, in order (see tests/conftest.py), the rest beside them.
-test: images lint
+test: images lint browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 evolve: images

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli import evolve, generate, machine, runs
+from orchestrator.cli import evolve, export, generate, machine, runs
 from orchestrator.cli.common import exits, setup_logging
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 protocol_app = typer.Typer(help="The JSON Lines protocol between programs and the orchestrator.")
 app.add_typer(protocol_app, name="protocol")
+export_app = typer.Typer(help="A run's records in other tools (MLflow).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 
 @app.callback()
@@ -46,6 +48,7 @@ for _command in (machine.doctor, machine.engine, machine.images, machine.run, ev
     _register(app, _command)
 _register(app, generate.new_task, "new-task")
 _register(protocol_app, machine.protocol_schema, "schema")
+_register(export_app, export.mlflow, "mlflow")
 
 if __name__ == "__main__":
     app()

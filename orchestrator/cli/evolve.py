@@ -40,6 +40,7 @@ def evolve(
     from orchestrator.containers.backend import LocalBackend
     from orchestrator.evolution.config import parse_override
     from orchestrator.evolution.launch import run_evolution
+    from orchestrator.runs.step_summary import StepSummary
 
     named: dict[str, Any] = {
         "program": program, "budget.variants": variants, "slots.count": slots,
@@ -49,12 +50,13 @@ def evolve(
                  if v is not None}
     overrides.update(parse_override(s) for s in set_ or [])
     view = (LiveView(console) if console.is_terminal else LineView(console)) if live else None
-    backend = LocalBackend.connect()
-    try:
-        done = run_evolution(config, overrides, backend=backend, resume=resume,
-                             summary_md=summary_md, observer=view)
-    finally:
-        backend.close()
+    with StepSummary(summary_md) as step:  # written also when the run fails or is interrupted
+        backend = LocalBackend.connect()
+        try:
+            done = run_evolution(config, overrides, backend=backend, resume=resume,
+                                 summary_md=step, observer=view)
+        finally:
+            backend.close()
     out, s = done.outcome, done.summary
     best = s["best"]
     say(f"finished ({out.reason}): best {s['metric']} {best['value'] if best else '—'} "

@@ -56,6 +56,14 @@ class SlotsConfig(Frozen):
     """Attempts after an ``infra_error`` before the evaluation is recorded as such."""
 
 
+class TrackingConfig(Frozen):
+    mlflow: bool = False
+    """Log each variant to MLflow as its verdict lands (needs ``selfprog[mlflow]``); a failure
+    is a warning, never the end of the run. ``selfprog export mlflow`` does the same after."""
+    mlflow_uri: str | None = None
+    """The MLflow tracking URI; None: a SQLite file in the run folder (``mlflow.db``)."""
+
+
 class EvolveConfig(Frozen):
     program: Path = Path("programs/codelm")
     """The program directory to evolve."""
@@ -75,6 +83,8 @@ class EvolveConfig(Frozen):
     """When the run stops."""
     slots: SlotsConfig = SlotsConfig()
     """Parallel sandbox slots."""
+    tracking: TrackingConfig = TrackingConfig()
+    """Experiment tracking outside the run folder (MLflow)."""
     from_spec: bool = False
     """Start with no reference: the shipped source is never run nor shown, generation 0 is
     written by the model from the task's spec (``task.toml``), and the drafts that run ``ok``

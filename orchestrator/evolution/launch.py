@@ -23,7 +23,9 @@ from orchestrator.evolution.slots import plan_slots
 from orchestrator.generators.auto import make_generator
 from orchestrator.program import Program
 from orchestrator.runner import Backend
+from orchestrator.runs.mlflow_export import MlflowTracker
 from orchestrator.runs.report import write_report
+from orchestrator.runs.step_summary import StepSummary
 from orchestrator.runs.store import DB, Store
 from orchestrator.runs.summary import write_outputs
 from orchestrator.task import TASK_FILE
@@ -39,6 +41,31 @@ class Observer(Protocol):
     def tick(self, evolution: Evolution) -> None: ...
 
     def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Both:
+    """Two observers as one (the CLI's view and the MLflow tracker), the first told first."""
+
+    first: Observer | None
+    second: Observer
+
+    def start(self, evolution: Evolution) -> None:
+        if self.first is not None:
+            self.first.start(evolution)
+        self.second.start(evolution)
+
+    def tick(self, evolution: Evolution) -> None:
+        if self.first is not None:
+            self.first.tick(evolution)
+        self.second.tick(evolution)
+
+    def stop(self) -> None:
+        try:
+            if self.first is not None:
+                self.first.stop()
+        finally:
+            self.second.stop()
 
 
 @dataclass(frozen=True)
@@ -83,7 +110,7 @@ def open_run(config: Path | None, overrides: dict[str, Any], resume: str | None
 
 
 def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Backend,
-                  resume: str | None = None, summary_md: Path | None = None,
+                  resume: str | None = None, summary_md: StepSummary | None = None,
                   observer: Observer | None = None) -> Finished:
     """Run (or resume) an evolution to its budget; write the summary, best.diff and report.
 
@@ -92,7 +119,8 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         overrides: dotted keys over the config (or over a resumed run's stored config).
         backend: where variants run; the caller owns it (and closes it).
         resume: a run id or folder to continue.
-        summary_md: also append the markdown summary here (e.g. ``$GITHUB_STEP_SUMMARY``).
+        summary_md: told the run's folder once it exists and why the loop stopped, so it can
+            write the job summary whatever happens (``--summary-md``).
         observer: told when the run starts, after each step, and when it stops.
 
     Raises:
@@ -102,6 +130,10 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         Interrupted: Ctrl-C; the run's containers are removed and it resumes later (exit 130).
     """
     cfg, store, program = open_run(config, overrides, resume)
+    if summary_md is not None:
+        summary_md.attach(store.folder, program)
+    if cfg.tracking.mlflow:
+        observer = Both(observer, MlflowTracker(store.folder, program, cfg.tracking.mlflow_uri))
     no_proposals: str | None = None
     try:
         generator = make_generator(cfg.generator)
@@ -119,7 +151,9 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         finally:
             if observer is not None:
                 observer.stop()
-        summary = write_outputs(store, program, summary_md)
+        summary = write_outputs(store, program, reason=outcome.reason)
+        if summary_md is not None:
+            summary_md.stopped(outcome.reason)
         report = write_report(store, program)
         no_proposals = _nothing_proposed(store)
     except KeyboardInterrupt:  # stop this run's containers now; pending work waits for --resume

@@ -1,8 +1,9 @@
-"""A run's report: one static HTML file with inline SVG, readable without a server.
+"""A run's report: one static HTML file (inline SVG, CSS and a few lines of JS), read offline.
 
-It shows the best-so-far curve, every variant's metric by index and status (failures drawn on the
-floor, since they have no value), the lineage tree, and each variant's diff against its parent.
-Everything comes from the store, so a report can be written for a running or killed run.
+It shows why the run stopped and what it gained, every evaluation and the best so far on a
+labelled chart (see ``plot``), the ten best variants with who wrote them, the lineage tree
+(see ``lineage``), rejections and tokens by model, and each variant's coloured diff against its
+parent. Everything comes from the store, so a report can be written for a running or killed run.
 """
 
 from __future__ import annotations
@@ -10,26 +11,32 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from orchestrator.program import Program
 from orchestrator.result import Goal, Score
+from orchestrator.runs import lineage, plot
+from orchestrator.runs.rows import EvalRow
 from orchestrator.runs.store import Store, VariantRow
-from orchestrator.runs.summary import summarize, tokens_line
+from orchestrator.runs.summary import diff_summary, summarize, tokens_line
 
-_W, _H, _PAD = 720, 300, 48
-_COLORS = {"ok": "#2b7bb9", "crash": "#d62728", "timeout": "#ff7f0e", "oom": "#9467bd",
-           "invalid": "#8c564b", "infra_error": "#7f7f7f", "pending": "#bbbbbb"}
-_CSS = """body{font:14px system-ui,sans-serif;margin:2em;max-width:980px}
+TOP = 10
+"""Rows of the best-variants table."""
+DIFF_LINES = 300
+"""Lines of one variant's diff the page holds (the whole diff is in its folder)."""
+_CSS = """body{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}
 table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}
-pre.diff{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}
-ul.tree{list-style:none;padding-left:1.2em;border-left:1px dotted #aaa}
-.admitted{font-weight:bold}.legend span{margin-right:1em}"""
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre.diff{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px;margin:0}
+pre.diff .a{background:#e6ffec;color:#116329}pre.diff .d{background:#ffebe9;color:#82071e}
+pre.diff .h{color:#6639ba}pre.diff .f{color:#555;font-weight:bold}
+.legend span{margin-right:1em}.facts td:first-child{color:#555}"""
 
 
-def variant_status(store: Store) -> dict[str, str]:
+def variant_status(store: Store, evals: list[EvalRow] | None = None) -> dict[str, str]:
     """Each variant's status: ``ok`` when every evaluation is, else its first failure."""
     out: dict[str, str] = {}
-    for ev in store.evaluations():
+    for ev in store.evaluations() if evals is None else evals:
         status = ev.status.value if ev.status else "pending"
         if out.get(ev.variant_id, "ok") == "ok":
             out[ev.variant_id] = status
@@ -39,17 +46,27 @@ def variant_status(store: Store) -> dict[str, str]:
 def write_report(store: Store, program: Program, path: Path | None = None) -> Path:
     """Write ``report.html`` into the run folder (or to ``path``) and return where it is."""
     path = path or store.folder / "report.html"
-    variants = store.variants()
-    status = variant_status(store)
+    variants, evals = store.variants(), store.evaluations()
+    status = variant_status(store, evals)
     goal = program.manifest.metric.goal
     data = summarize(store, program)
-    parts = [f"<!doctype html><meta charset=utf-8><title>selfprog {store.run_id}</title>",
-             f"<style>{_CSS}</style>",
+    calls = store.calls()
+    writers = {c["variant_id"]: c for c in calls if c["outcome"] == "variant" and c["variant_id"]}
+    best_id = data["best"]["id"] if data["best"] else None
+    parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>selfprog "
+             f"{html.escape(store.run_id)}</title>",
+             f"<style>{_CSS}\n{lineage.CSS}</style>",
              f"<h1>Run {html.escape(store.run_id)} — {html.escape(program.name)}</h1>",
-             _header(data), "<h2>Best so far</h2>", curve_svg(variants, status, goal),
-             _legend(), "<h2>Lineage</h2>", lineage_html(variants, status),
-             *spec_html(store, status), written_by_html(store.calls(), variants),
-             "<h2>Variants</h2>", _table(variants, status, drafted(store))]
+             _header(data),
+             "<h2>Evaluations and the best so far</h2>", evaluations_svg(evals, variants, data["metric"], goal),
+             plot.legend_html(),
+             f"<h2>Top {TOP}</h2>", top_table(variants, status, data, writers),
+             "<h2>Lineage</h2>", lineage.SCRIPT,
+             lineage.lineage_html(variants, status, goal, best_id),
+             "<h2>Generation</h2>", _generation(data.get("generation")),
+             calls_by_model(calls), rejections_html(store),
+             *spec_html(store, status), written_by_html(calls, variants),
+             "<h2>Variants</h2>", _table(variants, status, drafted(store), store.folder)]
     path.write_text("\n".join(parts))
     return path
 
@@ -65,58 +82,24 @@ def best_so_far(variants: list[VariantRow], goal: Goal) -> list[tuple[int, float
     return points
 
 
-def curve_svg(variants: list[VariantRow], status: dict[str, str], goal: Goal) -> str:
-    values = [v.value for v in variants if v.value is not None]
-    if not values:
-        return "<p>No variant has a value yet.</p>"
-    lo, hi = min(values), max(values)
-    span = (hi - lo) or 1.0
-    n = max(1, max(v.idx for v in variants))
-    x = lambda i: _PAD + (_W - 2 * _PAD) * i / n  # noqa: E731
-    y = lambda val: _H - _PAD - (_H - 2 * _PAD) * (val - lo) / span  # noqa: E731
-    out = [f'<svg id="best-curve" width="{_W}" height="{_H}" xmlns="http://www.w3.org/2000/svg">',
-           f'<rect width="{_W}" height="{_H}" fill="white" stroke="#ccc"/>']
-    for val in (lo, hi):
-        out.append(f'<text x="4" y="{y(val) + 4:.1f}" font-size="11">{val:.4g}</text>')
-    out.append(f'<text x="{_W / 2}" y="{_H - 8}" font-size="11">variant index</text>')
-    for v in variants:
-        st = status.get(v.id, "pending")
-        color = _COLORS.get(st, "#000")
-        title = f"<title>#{v.idx} {v.id} {st} {v.value if v.value is not None else ''}</title>"
-        if v.value is None:
-            out.append(f'<path class="variant" d="M{x(v.idx) - 3:.1f},{_H - _PAD + 12} l6,6 m0,-6 '
-                       f'l-6,6" stroke="{color}" stroke-width="2">{title}</path>')
-        else:
-            out.append(f'<circle class="variant" cx="{x(v.idx):.1f}" cy="{y(v.value):.1f}" r="4" '
-                       f'fill="{color}" fill-opacity="0.7">{title}</circle>')
-    steps = best_so_far(variants, goal)
-    if steps:
-        pts, last = [], None
-        for idx, val in steps:
-            if last is not None:
-                pts.append(f"{x(idx):.1f},{y(last):.1f}")
-            pts.append(f"{x(idx):.1f},{y(val):.1f}")
-            last = val
-        pts.append(f"{x(n):.1f},{y(last):.1f}")
-        out.append(f'<polyline id="best-line" points="{" ".join(pts)}" fill="none" '
-                   'stroke="#2ca02c" stroke-width="2"/>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def lineage_html(variants: list[VariantRow], status: dict[str, str]) -> str:
-    children: dict[str | None, list[VariantRow]] = defaultdict(list)
-    for v in variants:
-        children[v.parent_id].append(v)
-
-    def node(v: VariantRow) -> str:
-        val = f"{v.value:.4g}" if v.value is not None else "—"
-        kids = "".join(node(c) for c in children.get(v.id, []))
-        sub = f'<ul class="tree">{kids}</ul>' if kids else ""
-        return (f'<li class="{v.verdict or ""}"><a href="#v{v.id}">#{v.idx} {v.id}</a> '
-                f'{status.get(v.id, "pending")} {val}{sub}</li>')
-
-    return f'<ul class="tree" id="lineage">{"".join(node(v) for v in children[None])}</ul>'
+def evaluations_svg(evals: list[EvalRow], variants: list[VariantRow], metric: str,
+                    goal: Goal) -> str:
+    """The chart: one point per evaluation (its own metric, not the variant's mean)."""
+    idx = {v.id: v.idx for v in variants}
+    seen: set[str] = set()
+    points = []
+    for ev in evals:
+        if ev.variant_id not in idx:
+            continue
+        st = ev.status.value if ev.status else "pending"
+        again = ev.variant_id in seen
+        seen.add(ev.variant_id)
+        points.append(plot.Point(
+            idx[ev.variant_id], ev.metric, st, again,
+            f"#{idx[ev.variant_id]} {ev.variant_id} seed {ev.seed} ({ev.purpose}) {st} "
+            f"{ev.metric if ev.metric is not None else ''}"))
+    return plot.chart_svg(points, best_so_far(variants, goal), metric, str(goal),
+                          max((v.idx for v in variants), default=1))
 
 
 def drafted(store: Store) -> set[str]:
@@ -171,30 +154,144 @@ def written_by_html(calls: list[dict], variants: list[VariantRow]) -> str:
     return "\n".join([*rows, "</table>"])
 
 
+def top_table(variants: list[VariantRow], status: dict[str, str], data: dict[str, Any],
+              writers: dict[str, dict]) -> str:
+    """The best variants by value: gain over the seed (and in noise units), what changed, and
+    which backend and model wrote it."""
+    goal = data["goal"]
+    valued = sorted((v for v in variants if v.value is not None),
+                    key=lambda v: (Score(v.value, goal), -v.idx), reverse=True)[:TOP]
+    if not valued:
+        return "<p>No variant has a value yet.</p>"
+    seed = (data["seed"] or {}).get("value")
+    noise = data["noise"]
+    rows = ['<table id="top"><tr><th>rank</th><th>variant</th><th>value</th><th>gain</th>'
+            "<th>× noise</th><th>status</th><th>verdict</th><th>change</th><th>written by</th></tr>"]
+    best_id = (data["best"] or {}).get("id")
+    for rank, v in enumerate(valued, 1):
+        gain = None
+        if seed is not None and v.value is not None:
+            gain = (v.value - seed) if goal == "maximize" else (seed - v.value)
+        in_noise = gain / noise if gain is not None and noise else None
+        mark = " ★" if v.id == best_id else ""
+        rows.append(
+            f'<tr><td class="num">{rank}</td><td><a href="#v{v.id}">#{v.idx} {v.id}</a>{mark}'
+            f'</td><td class="num">{v.value:.5g}</td><td class="num">{_fmt(gain)}</td>'
+            f'<td class="num">{_fmt(in_noise, ".3g")}</td><td class="num">{status.get(v.id, "")}'
+            f'</td><td>{html.escape(v.verdict or "")}</td>'
+            f"<td><code>{html.escape(diff_summary(v.diff) if v.diff else '(the seed)')}"
+            f"</code></td><td>{html.escape(_writer(writers.get(v.id)))}</td></tr>")
+    return "\n".join([*rows, "</table>"])
+
+
+def _writer(call: dict | None) -> str:
+    """``backend/model (kind)``; a self-generated variant also names the variant whose model
+    wrote it."""
+    if call is None:
+        return "— (the seed)"
+    who = f"{call.get('backend') or '?'}/{call.get('model') or '?'}"
+    if call.get("kind"):
+        who += f" ({call['kind']})"
+    if call.get("generator"):
+        who += f" by {call['generator']}"
+    return who
+
+
+def calls_by_model(calls: list[dict]) -> str:
+    """Calls, variants made and tokens per backend/model."""
+    if not calls:
+        return ""
+    rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for c in calls:
+        r = rows[f"{c.get('backend') or '?'}/{c.get('model') or '?'}"]
+        r[0] += 1
+        r[1] += c["outcome"] == "variant"
+        r[2] += c.get("tokens_in") or 0
+        r[3] += c.get("tokens_out") or 0
+        r[4] += c.get("tokens_reasoning") or 0
+    out = ['<table id="tokens"><tr><th>backend/model</th><th>calls</th><th>variants</th>'
+           "<th>tokens in</th><th>tokens out</th><th>reasoning</th></tr>"]
+    for who, r in sorted(rows.items()):
+        out.append(f"<tr><td>{html.escape(who)}</td>"
+                   + "".join(f'<td class="num">{n}</td>' for n in r) + "</tr>")
+    return "\n".join([*out, "</table>"])
+
+
+def rejections_html(store: Store, last: int = 10) -> str:
+    """Rejected calls by reason, and the newest rejections' full reasons."""
+    reasons = store.call_totals()["rejections"]
+    if not reasons:
+        return "<p>No proposal was rejected.</p>"
+    rows = ['<table id="rejections"><tr><th>rejected because</th><th>calls</th></tr>']
+    rows += [f'<tr><td>{html.escape(str(k))}</td><td class="num">{n}</td></tr>'
+             for k, n in reasons.items()]
+    rows.append("</table>")
+    recent = store.rejected_calls(last)
+    if recent:
+        rows.append(f"<details><summary>the last {len(recent)} rejections</summary><ul>")
+        rows += [f"<li>call {c['id']} from {html.escape(c['parent_id'] or '—')}: "
+                 f"{html.escape((c['rejection'] or '')[:300])}</li>" for c in recent]
+        rows.append("</ul></details>")
+    return "\n".join(rows)
+
+
+def colored_diff(diff: str) -> str:
+    """A unified diff as HTML lines classed added, deleted, hunk or file header."""
+    lines = diff.splitlines()
+    out = []
+    for line in lines[:DIFF_LINES]:
+        cls = ("f" if line.startswith(("+++", "---")) else "a" if line.startswith("+")
+               else "d" if line.startswith("-") else "h" if line.startswith("@@") else "")
+        text = html.escape(line)
+        out.append(f'<span class="{cls}">{text}</span>' if cls else text)
+    if len(lines) > DIFF_LINES:
+        out.append(f"… {len(lines) - DIFF_LINES} more lines in the variant's parent.diff")
+    return "\n".join(out)
+
+
 def _table(variants: list[VariantRow], status: dict[str, str],
-           from_spec: set[str] | None = None) -> str:
+           from_spec: set[str] | None = None, run: Path | None = None) -> str:
     rows = ["<table><tr><th>#</th><th>variant</th><th>parent</th><th>status</th><th>value</th>"
-            "<th>verdict</th></tr>"]
+            "<th>verdict</th><th>folder</th></tr>"]
     for v in variants:
         val = f"{v.value:.5g}" if v.value is not None else "—"
+        rel = _relative(v.folder, run)
         rows.append(f'<tr id="v{v.id}"><td>{v.idx}</td><td>{v.id}</td><td>{v.parent_id or ""}'
                     f'</td><td>{status.get(v.id, "pending")}</td><td>{val}</td>'
-                    f'<td>{v.verdict or ""}</td></tr>')
-        diff = v.diff or ("(written from the spec)" if v.id in (from_spec or set())
-                          else "(the seed)")
-        rows.append(f'<tr><td></td><td colspan="5"><details><summary>diff</summary>'
-                    f'<pre class="diff">{html.escape(diff)}</pre></details></td></tr>')
+                    f'<td>{v.verdict or ""}</td><td><a href="{html.escape(rel)}">'
+                    f"{html.escape(rel)}</a></td></tr>")
+        diff = colored_diff(v.diff) if v.diff else (
+            "(written from the spec)" if v.id in (from_spec or set()) else "(the seed)")
+        rows.append(f'<tr><td></td><td colspan="6"><details><summary>diff</summary>'
+                    f'<pre class="diff">{diff}</pre></details></td></tr>')
     return "\n".join([*rows, "</table>"])
+
+
+def _relative(folder: Path, run: Path | None) -> str:
+    try:
+        return folder.relative_to(run).as_posix() if run else folder.as_posix()
+    except ValueError:
+        return folder.as_posix()
+
+
+def _fmt(value: float | None, spec: str = ".4g") -> str:
+    return "—" if value is None else format(value, spec)
 
 
 def _header(data: dict) -> str:
     seed, best = data["seed"] or {}, data["best"] or {}
-    fmt = lambda v: f"{v:.5g}" if isinstance(v, float) else "—"  # noqa: E731
-    return (f"<p>{data['metric']} ({data['goal']}): seed {fmt(seed.get('value'))}, best "
-            f"{fmt(best.get('value'))} (<code>{best.get('id', '—')}</code>), noise "
-            f"{fmt(data['noise'])}; {data['counts']['variants']} variants, "
-            f"{data['counts']['evaluations']} evaluations; state {data['state']}.</p>"
-            + _generation(data.get("generation")))
+    improved = ("yes" if data.get("improved") else "no (nothing beat the seed)")
+    facts = [("metric", f"{data['metric']} ({data['goal']})"),
+             ("state", f"{data['state']}; stopped: {data.get('reason') or '—'}"),
+             ("seed", f"{_fmt(seed.get('value'), '.5g')} ({seed.get('id', '—')})"),
+             ("best", f"{_fmt(best.get('value'), '.5g')} ({best.get('id', '—')})"),
+             ("improved", f"{improved}; gain {_fmt(data['gain'])} = "
+                          f"{_fmt(data['gain_in_noise'], '.3g')} × noise "
+                          f"{_fmt(data['noise'])}"),
+             ("size", f"{data['counts']['variants']} variants, "
+                      f"{data['counts']['evaluations']} evaluations")]
+    rows = "".join(f"<tr><td>{k}</td><td>{html.escape(v)}</td></tr>" for k, v in facts)
+    return f'<table class="facts" id="facts">{rows}</table>' + _generation(data.get("generation"))
 
 
 def _generation(gen: dict | None) -> str:
@@ -204,8 +301,3 @@ def _generation(gen: dict | None) -> str:
     rejected = ", ".join(f"{html.escape(str(k))}: {v}" for k, v in gen["rejections"].items())
     return (f"<p>generation: {html.escape(tokens_line(gen))}; rejections: "
             f"{rejected or 'none'}.</p>")
-
-
-def _legend() -> str:
-    spans = "".join(f'<span style="color:{c}">● {s}</span>' for s, c in _COLORS.items())
-    return f'<p class="legend">{spans}<span style="color:#2ca02c">— best so far</span></p>'

@@ -33,6 +33,7 @@ def test_evolve_runs_real_containers_and_leaves_a_report_a_summary_and_the_best_
         assert summary["counts"]["statuses"] == {"ok": 7}
         assert summary["best"]["value"] <= summary["seed"]["value"]
         assert md.read_text().startswith("## selfprog run `ci`")
+        assert "**Stopped:** variant budget" in md.read_text() and "**Improved:**" in md.read_text()
         if summary["best"]["id"] != summary["seed"]["id"]:
             assert "+X = " in (folder / "best.diff").read_text() or "+Y = " in (
                 folder / "best.diff").read_text()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 
 from orchestrator.runs.gc import collect
+from orchestrator.runs.plot import Point, chart_svg, uses_log
 from orchestrator.runs.report import write_report
 from orchestrator.runs.summary import write_outputs
 
@@ -26,7 +28,8 @@ class Finder(HTMLParser):
         self.tags.append((tag, attrs))
         if "id" in attrs:
             self.ids.add(attrs["id"])
-        self._in_diff = tag == "pre" and attrs.get("class") == "diff"
+        if tag == "pre" and attrs.get("class") == "diff":
+            self._in_diff = True
 
     def handle_data(self, data):
         if self._in_diff:
@@ -37,19 +40,26 @@ class Finder(HTMLParser):
             self._in_diff = False
 
 
-def test_the_report_renders_the_curve_every_variant_the_lineage_and_the_diffs(tmp_path):
+def test_the_report_renders_every_evaluation_the_lineage_and_coloured_diffs(tmp_path):
     evo, out = evolve(tmp_path, FakeRunner(crash_on={1.0}),
-                      FakeGenerator(script=[1.0, 0.5, 2.0, 2.5]), **{"budget.variants": 4})
+                      FakeGenerator(script=[1.0, 0.5, 2.0, 2.5]),
+                      **{"budget.variants": 4, "selection.k": 1000.0})
     path = write_report(evo.store, evo.program)
     page = Finder()
     page.feed(path.read_text())
-    assert {"best-curve", "best-line", "lineage"} <= page.ids
-    points = [a for t, a in page.tags if a.get("class") == "variant"]
-    assert len(points) == 5, "one mark per variant, failures included"
-    assert any(t == "path" for t, a in page.tags if a.get("class") == "variant"), \
-        "the crashed variant is drawn on the floor"
+    assert {"best-curve", "best-line", "lineage", "top", "chart-title", "x-label",
+            "y-label"} <= page.ids
+    evals = evo.store.evaluations()
+    marks = [(t, a) for t, a in page.tags if "evaluation" in a.get("class", "").split()]
+    assert len(marks) == len(evals) > 5, "one mark per evaluation, failures included"
+    assert sum("again" in a["class"] for _t, a in marks) == len(evals) - 5, \
+        "every evaluation after a variant's first is drawn as a re-evaluation"
+    assert any(t == "path" and "failed" in a["class"] for t, a in marks), \
+        "the crashed variant is drawn below the axis"
     assert any("+X = 2.5" in d for d in page.diffs) and any("-X = 0.0" in d for d in page.diffs)
-    assert path.read_text().count("<li") == 5
+    assert any(t == "span" and a.get("class") == "a" for t, a in page.tags), "added lines coloured"
+    assert path.read_text().count('class="node') == 5
+    assert path.read_text().count("★ best") == 1
 
 
 def test_ci_outputs_name_the_best_and_its_patch_against_the_seed(tmp_path):
@@ -78,3 +88,35 @@ def test_gc_keeps_the_best_the_seed_and_the_kept_and_the_report_still_renders(tm
     for v in evo.store.variants():
         assert v.folder.exists() == (v.id != gone.id)
     assert "+X = " in write_report(evo.store, evo.program).read_text()
+
+
+def _chart(values, again=()):
+    points = [Point(i, v, "ok" if v is not None else "crash", i in again, f"#{i}")
+              for i, v in enumerate(values)]
+    return chart_svg(points, [(0, values[0])], "loss", "minimize", len(values) - 1)
+
+
+def _labels(svg: str) -> list[str]:
+    return re.findall(r'text-anchor="end">([^<]+)</text>', svg)
+
+
+def test_a_metric_spanning_decades_gets_a_log_axis_with_a_label_per_decade():
+    svg = _chart([0.5, 0.05, 0.004, 0.0023])
+    assert "(log scale)" in svg
+    labels = _labels(svg)
+    assert {"0.01", "0.1"} <= set(labels) and len(labels) >= 5, labels
+    assert all(re.fullmatch(r"[125](e-0\d)?|0\.0*[125]", t) for t in labels), labels
+    wide = _labels(_chart([100.0, 1.0, 0.01, 0.0001]))
+    assert wide == ["0.0001", "0.001", "0.01", "0.1", "1", "10", "100"], "one label a decade"
+    linear = _chart([0.5, 0.45, 0.41])
+    assert "(log scale)" not in linear and len(_labels(linear)) >= 4
+    assert not uses_log([-1.0, 10.0, 1000.0]), "a value at or below zero keeps the axis linear"
+
+
+def test_values_that_cannot_be_drawn_do_not_break_the_chart():
+    svg = _chart([1.0, float("nan"), float("inf"), None, 1.0])
+    assert svg.count('class="evaluation failed"') == 3
+    assert "nan" not in svg.split("<title>")[0]
+    tiny = _chart([1.0, 1e-300])
+    assert len(_labels(tiny)) <= 11, "hundreds of decades still get a readable axis"
+    assert "No evaluation has a value yet" in _chart([None, None])
