@@ -36,6 +36,7 @@ from orchestrator.containers.stage import Stage, StageOutcome, StageSpec, run_st
 from orchestrator.containers.sweep import claimable
 from orchestrator.containers.variant_image import ImageCache
 from orchestrator.errors import ConfigError, GpuUnavailableError, ImageError, InfraError
+from orchestrator.peers import runtime as peers
 from orchestrator.program import Program
 from orchestrator.result import StageResult, Status, VariantResult
 from orchestrator.runner import RunRequest, cpu_cap
@@ -87,6 +88,12 @@ class DockerRunner:
         gpu_ids = self._gpu_ids(request)
         request.folder.mkdir(parents=True, exist_ok=True)
         error: InfraError | None = None
+        refused = peers.refusal(request.variant.program, request.variant.files)
+        if refused is not None:  # a peer's rule broken: refused before any container
+            result = VariantResult(variant_id=request.variant.id, status=Status.INVALID,
+                                   folder=str(request.folder), seed=request.seed, error=refused)
+            (request.folder / "result.json").write_text(result.model_dump_json(indent=2) + "\n")
+            return result
         for attempt in range(self.retries + 1):
             try:
                 result = self._attempt(request, gpu_ids, attempt)
@@ -97,6 +104,9 @@ class DockerRunner:
             result = VariantResult(variant_id=request.variant.id, status=Status.INFRA_ERROR,
                                    folder=str(request.folder), seed=request.seed,
                                    error=f"engine failed {self.retries + 1} times: {error}")
+        if not peers.protected(request.variant.program):
+            result.protected = False
+            result.error = (f"{result.error}; " if result.error else "") + peers.NOT_PROTECTED
         (request.folder / "result.json").write_text(result.model_dump_json(indent=2) + "\n")
         return result
 
@@ -170,7 +180,8 @@ class DockerRunner:
         if train.result.status is not Status.OK:
             record.status, record.error = train.result.status, f"train: {train.result.error}"
             return None
-        if not (request.variant.program.root / SERVE_SCRIPT).is_file():
+        program = request.variant.program
+        if not ((program.root / SERVE_SCRIPT).is_file() or peers.serves(program)):
             return run_stage(self.client, self._spec(request, "eval", images[1], gpu_ids,
                                                      attempt, None, artifacts),
                              folder / "eval.log", events)
@@ -238,7 +249,8 @@ class DockerRunner:
                                      attempt),
             labels=hard.labels(request.run_id, request.variant.id, "serve"),
             create=hard.create_kwargs(res, self.hardening, cpus=cpus, env=env, mounts=mounts),
-            command=[SERVE_SCRIPT], entrypoint=SERVE_ENTRYPOINT, timeout_s=res.timeout_s,
+            command=[peers.SERVE_SCRIPT if peers.is_peer(program) else SERVE_SCRIPT],
+            entrypoint=SERVE_ENTRYPOINT, timeout_s=res.timeout_s,
             grace_s=self.grace_s, variant_id=request.variant.id,
             log=request.folder / "serve.log")
 
@@ -289,6 +301,7 @@ class DockerRunner:
         }
         if stage == "train":
             env["SELFPROG_LINGER_S"] = f"{self.linger_s:g}"
+        env.update(peers.env(program, stage))
         if sock is not None:
             env["SELFPROG_SOCKET"] = f"{SOCK}/model.sock"
             env["SELFPROG_SERVE_REQUEST_S"] = f"{res.timeout_s:g}"
@@ -296,7 +309,8 @@ class DockerRunner:
         entry = program.manifest.program
         return StageSpec(
             stage=stage, image=image, variant_id=request.variant.id,
-            script=entry.entrypoint if stage == "train" else entry.evaluator,
+            script=peers.script(program, stage) or (entry.entrypoint if stage == "train"
+                                                   else entry.evaluator),
             name=hard.container_name(request.run_id, request.variant.id, request.seed, stage,
                                      attempt),
             labels=hard.labels(request.run_id, request.variant.id, stage),
