@@ -21,6 +21,7 @@ with a variant). It reads the program's ``program.toml`` and:
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import math
 import os
@@ -66,10 +67,8 @@ def run_process(argv: list[str], cwd: str, timeout_s: float) -> str | None:
     except subprocess.TimeoutExpired:
         return "timeout"
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         child.wait()
 
 
@@ -274,7 +273,7 @@ def main() -> int:
         place.write_text(peer_stub.SOURCE)
     else:
         shutil.copyfile(Path(os.environ.get("SELFPROG_OUT", "/out")) / "program.py", place)
-        report.log(f"isolation = shared: the variant runs in the evaluator's process; this "
+        report.log("isolation = shared: the variant runs in the evaluator's process; this "
                    "score is NOT protected")
     try:
         stage = (openevolve if fmt == "openevolve" else shinka)(evaluator, str(place), peer)

@@ -52,6 +52,7 @@ def run(evaluator: str, function: str, program: str) -> dict[str, Any]:
     except BaseException as exc:  # the evaluator's failure is the stage's answer
         return {"exception": f"{type(exc).__name__}: {str(exc)[:2000]}",
                 "traceback": traceback.format_exc()[-TEXT_CAP:]}
+    artifacts: Any
     if isinstance(result, dict):
         metrics, artifacts = result, {}
     elif isinstance(getattr(result, "metrics", None), dict):

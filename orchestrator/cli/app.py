@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli import evolve, generate, machine, runs
+from orchestrator.cli import evolve, generate, machine, peers, runs
 from orchestrator.cli.common import exits, setup_logging
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ for _command in (machine.doctor, machine.engine, machine.images, machine.run, ev
                  generate.propose):
     _register(app, _command)
 _register(app, generate.new_task, "new-task")
+_register(app, peers.import_problem, "import")
 _register(protocol_app, machine.protocol_schema, "schema")
 
 if __name__ == "__main__":

@@ -105,8 +105,7 @@ class DockerRunner:
                                    folder=str(request.folder), seed=request.seed,
                                    error=f"engine failed {self.retries + 1} times: {error}")
         if not peers.protected(request.variant.program):
-            result.protected = False
-            result.error = (f"{result.error}; " if result.error else "") + peers.NOT_PROTECTED
+            result.protected = False  # isolation = "shared": labelled wherever it is shown
         (request.folder / "result.json").write_text(result.model_dump_json(indent=2) + "\n")
         return result
 

@@ -66,14 +66,14 @@ def reasons(evaluator: Path, program: Path) -> list[str]:
     defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     classes = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
     paths = {"program_path"}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name.startswith("evaluate") and node.args.args:
-            paths.add(node.args.args[0].arg)
+    for top in tree.body:
+        if isinstance(top, ast.FunctionDef) and top.name.startswith("evaluate") and top.args.args:
+            paths.add(top.args.args[0].arg)
     modules = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-            if _name(node.value.func).split(".")[-1] in _LOADERS:
-                modules |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and _name(node.value.func).split(".")[-1] in _LOADERS):
+            modules |= {t.id for t in node.targets if isinstance(t, ast.Name)}
     seeds = False
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):

@@ -96,7 +96,8 @@ def _openevolve_settings(root: Path) -> dict[str, Any]:
             value = evaluator[key]
             if kind is bool and not isinstance(value, bool) or kind is not bool and (
                     isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise ConfigError(f"{path}: evaluator.{key} = {value!r} is not a valid {kind.__name__}")
+                raise ConfigError(f"{path}: evaluator.{key} = {value!r} is not a valid "
+                                  f"{kind.__name__}")
             settings[name] = kind(value)
     if evaluator.get("cascade_thresholds") is not None:
         thresholds = evaluator["cascade_thresholds"]

@@ -11,6 +11,7 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
+from orchestrator.peers.runtime import NOT_PROTECTED, protected
 from orchestrator.program import Program
 from orchestrator.result import Goal, Score
 from orchestrator.runs.store import Store, VariantRow
@@ -46,6 +47,8 @@ def write_report(store: Store, program: Program, path: Path | None = None) -> Pa
     parts = [f"<!doctype html><meta charset=utf-8><title>selfprog {store.run_id}</title>",
              f"<style>{_CSS}</style>",
              f"<h1>Run {html.escape(store.run_id)} — {html.escape(program.name)}</h1>",
+             *([f"<p><strong>{html.escape(NOT_PROTECTED)}</strong></p>"]
+               if not protected(program) else []),
              _header(data), "<h2>Best so far</h2>", curve_svg(variants, status, goal),
              _legend(), "<h2>Lineage</h2>", lineage_html(variants, status),
              *spec_html(store, status), written_by_html(store.calls(), variants),

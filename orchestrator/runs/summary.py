@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from orchestrator.peers.runtime import NOT_PROTECTED, protected
 from orchestrator.program import Program
 from orchestrator.result import Goal, Score
 from orchestrator.runs.store import Store, VariantRow
@@ -82,6 +83,7 @@ def summarize(store: Store, program: Program) -> dict[str, Any]:
         "gain": gain, "gain_in_noise": gain / noise if gain is not None and noise else None,
         "counts": counts(store),
         "generation": generation(store),
+        "protected": protected(program),
     }
 
 
@@ -108,6 +110,7 @@ def write_outputs(store: Store, program: Program, summary_md: Path | None = None
 def markdown(data: dict[str, Any]) -> str:
     seed, best, c = data["seed"], data["best"], data["counts"]
     lines = [f"## selfprog run `{data['run']}` — {data['program']}", "",
+             *([f"**{NOT_PROTECTED}**", ""] if not data.get("protected", True) else []),
              f"| | {data['metric']} ({data['goal']}) |", "|---|---|",
              f"| seed `{seed['id'] if seed else '-'}` | {_num(seed and seed['value'])} |",
              f"| best `{best['id'] if best else '-'}` | {_num(best and best['value'])} |",

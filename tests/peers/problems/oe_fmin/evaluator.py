@@ -10,7 +10,6 @@ import sys
 import tempfile
 
 import numpy as np
-
 from openevolve.evaluation_result import EvaluationResult
 
 TARGET = np.array([1.5, -0.5])

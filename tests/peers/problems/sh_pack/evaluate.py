@@ -2,7 +2,6 @@
 import argparse
 
 import numpy as np
-
 from shinka.core import run_shinka_eval
 
 N = 6
