@@ -79,7 +79,7 @@ def reasons(evaluator: Path, program: Path) -> list[str]:
         if not isinstance(node, ast.Call):
             continue
         func = _name(node.func)
-        last = func.split(".")[-1]
+        last = node.func.attr if isinstance(node.func, ast.Attribute) else func.split(".")[-1]
         if last in _READERS and any(_mentions(arg, paths) for arg in node.args):
             out.append(f"line {node.lineno}: it reads the program as text ({func}(...)): in split "
                        "isolation it would read a stub, not the variant")
