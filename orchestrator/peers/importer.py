@@ -13,6 +13,7 @@ program in its process, in a throw-away container) within noise.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import statistics
@@ -34,10 +35,14 @@ METRIC = "combined_score"
 class SeedCheck:
     split: list[float] = field(default_factory=list)
     shared: list[float] = field(default_factory=list)
+    results: list[VariantResult] = field(default_factory=list)
+    """Every seed run's record, split ones first."""
+    folder: str = ""
+    """Where the seed runs' folders are kept (logs, records)."""
 
     def summary(self) -> str:
         return (f"split {_figure(self.split)} vs the peer's own way {_figure(self.shared)} "
-                f"({len(self.split)} run(s) each)")
+                f"({len(self.split)} run(s) each; records in {self.folder})")
 
 
 def _figure(values: list[float]) -> str:
@@ -156,15 +161,16 @@ def seed_check(program: Program, n: int, runs: Runs | None = None,
     """
     runs = runs or _docker_runs
     check = SeedCheck()
-    with tempfile.TemporaryDirectory(prefix="selfprog-import-") as scratch:
-        for mode, values in (("split", check.split), ("shared", check.shared)):
-            variant_program = with_isolation(program, mode)
-            for seed in range(n):
-                result = runs(variant_program, seed, Path(scratch) / f"{mode}-{seed}")
-                if result.status is not Status.OK or METRIC not in result.metrics:
-                    raise ConfigError(f"the seed check failed: the seed run {mode} (seed {seed}) "
-                                      f"ended {result.status}: {result.error}")
-                values.append(result.metrics[METRIC])
+    scratch = check.folder = tempfile.mkdtemp(prefix="selfprog-import-")  # kept, to inspect
+    for mode, values in (("split", check.split), ("shared", check.shared)):
+        variant_program = with_isolation(program, mode)
+        for seed in range(n):
+            result = runs(variant_program, seed, Path(scratch) / f"{mode}-{seed}")
+            check.results.append(result)
+            if result.status is not Status.OK or METRIC not in result.metrics:
+                raise ConfigError(f"the seed check failed: the seed run {mode} (seed {seed}) "
+                                  f"ended {result.status}: {result.error}")
+            values.append(result.metrics[METRIC])
     spread = max(statistics.pstdev(check.split) if n > 1 else 0.0,
                  statistics.pstdev(check.shared) if n > 1 else 0.0)
     gap = abs(statistics.fmean(check.split) - statistics.fmean(check.shared))
@@ -184,7 +190,8 @@ def _docker_runs(program: Program, seed: int, folder: Path) -> VariantResult:
     client = connect()
     try:
         variant = Variant(program, program.source_files())
-        request = RunRequest(variant=variant, run_id=f"import-{variant.id}-{seed}",
+        mode = program.manifest.program.isolation
+        request = RunRequest(variant=variant, run_id=f"import-{mode}-{variant.id}-{os.getpid()}",
                              folder=folder, seed=seed)
         return DockerRunner(client).run(request)
     finally:

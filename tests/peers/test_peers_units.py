@@ -122,7 +122,8 @@ def test_variants_breaking_the_region_rule_or_the_length_are_refused_before_any_
 def test_mutate_changes_numbers_inside_the_regions_only_and_says_so(tmp_path):
     program = _oe_program(tmp_path)
     seed = program.source_files()
-    proposals = MutateGenerator().propose(GenerationRequest(program=program, parents=(), n=4, seed=3))
+    request = GenerationRequest(program=program, parents=(), n=4, seed=3)
+    proposals = MutateGenerator().propose(request)
     assert len(proposals) == 4
     for proposal in proposals:
         assert proposal.files != seed
@@ -360,3 +361,22 @@ def test_the_shims_behave_like_the_peers_api(tmp_path):
         sys.path.remove(str(Path(peer_eval.SHIMS)))
         for name in [m for m in sys.modules if m.split(".")[0] in ("openevolve", "shinka")]:
             del sys.modules[name]
+
+
+def test_a_seed_check_that_differs_beyond_noise_fails_with_both_figures(tmp_path):
+    """The comparison's logic with stand-in runs (the real ones: test_peers_sandbox.py)."""
+    from orchestrator.peers.importer import seed_check
+    from orchestrator.result import Status, VariantResult
+
+    program = _oe_program(tmp_path)
+    scores = {"split": [0.5, 0.52, 0.51], "shared": [0.9, 0.91, 0.9]}
+
+    def runs(p, seed, folder):
+        value = scores[p.manifest.program.isolation][seed]
+        return VariantResult(variant_id="v", status=Status.OK, metrics={"combined_score": value})
+
+    with pytest.raises(ConfigError, match=r"split 0\.51 ± .* vs the peer's own way 0\.903"):
+        seed_check(program, 3, runs)
+    scores["shared"] = [0.51, 0.5, 0.52]
+    check = seed_check(program, 3, runs)
+    assert check.split == [0.5, 0.52, 0.51] and len(check.results) == 6
