@@ -36,6 +36,7 @@ from orchestrator.containers.stage import Stage, StageOutcome, StageSpec, run_st
 from orchestrator.containers.sweep import claimable
 from orchestrator.containers.variant_image import ImageCache
 from orchestrator.errors import ConfigError, GpuUnavailableError, ImageError, InfraError
+from orchestrator.peers import problem_image
 from orchestrator.peers import runtime as peers
 from orchestrator.program import Program
 from orchestrator.result import StageResult, Status, VariantResult
@@ -141,6 +142,9 @@ class DockerRunner:
         program = variant.program
         try:
             runtime = self._runtime_tag("gpu" if gpu_ids else "cpu")
+            if peers.is_peer(program):  # its requirements.txt, installed offline
+                runtime = problem_image.ensure(self.client, runtime, program,
+                                               "gpu" if gpu_ids else "cpu")
             train_image = self.images.ensure(runtime, program, variant.files, variant.id)
             eval_image = self.images.ensure(runtime, program, None, "seed")
         except ImageError as exc:

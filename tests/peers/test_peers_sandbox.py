@@ -212,3 +212,23 @@ def test_a_short_evolution_with_mutate(imported, tmp_path):
     summary = json.loads((runs / "peers" / "summary.json").read_text())
     assert summary["counts"]["variants"] == 2 and summary["protected"] is True
     assert summary["counts"]["statuses"] == {"ok": 2}, summary
+
+
+def test_a_requirement_missing_from_the_runtime_enters_the_problem_image_offline(
+        imported, docker_client, runtime_image, tmp_path):
+    from orchestrator.peers import problem_image
+
+    program, _ = imported["openevolve"]
+    peer = program.manifest.peer.model_copy(update={"requirements": ("sortedcontainers",)})
+    needs = Program(program.root, program.manifest.model_copy(update={"peer": peer}))
+    tag = problem_image.ensure(docker_client, runtime_image, needs)
+    try:
+        assert tag.startswith("selfprog-problem:oe_fmin-")
+        assert problem_image.ensure(docker_client, runtime_image, needs) == tag  # built once
+        out = docker_client.containers.run(
+            tag, entrypoint=["python", "-c", "import sortedcontainers; print('ok')"],
+            network_mode="none", remove=True)
+        assert out.strip() == b"ok"
+        assert problem_image.ensure(docker_client, runtime_image, program) == runtime_image
+    finally:
+        docker_client.images.remove(tag, force=True)

@@ -380,3 +380,16 @@ def test_a_seed_check_that_differs_beyond_noise_fails_with_both_figures(tmp_path
     scores["shared"] = [0.51, 0.5, 0.52]
     check = seed_check(program, 3, runs)
     assert check.split == [0.5, 0.52, 0.51] and len(check.results) == 6
+
+
+def test_requirements_the_runtime_lock_satisfies_need_no_extra_image():
+    from orchestrator.containers.images import lock_file
+    from orchestrator.peers.problem_image import missing
+
+    lock = lock_file("cpu")
+    assert missing(("numpy", "numpy>=1.20", "torch"), lock) == []
+    assert missing(("scipy>=1.0", "numpy<2"), lock) == ["scipy>=1.0", "numpy<2"]
+    from orchestrator.errors import ImageError
+
+    with pytest.raises(ImageError, match="not a requirement"):
+        missing(("numpy ===>",), lock)
