@@ -392,4 +392,4 @@ def test_requirements_the_runtime_lock_satisfies_need_no_extra_image():
     from orchestrator.errors import ImageError
 
     with pytest.raises(ImageError, match="not a requirement"):
-        missing(("numpy ===>",), lock)
+        missing(("numpy ==> 1 ; ;",), lock)
