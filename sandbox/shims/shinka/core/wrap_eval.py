@@ -1,7 +1,8 @@
 """A ShinkaEvolve-style evaluation runner, written for selfprog and compatible by behaviour.
 
 ``run_shinka_eval`` loads the program, calls its experiment function ``num_runs`` times (keyword
-arguments from ``get_experiment_kwargs(i)`` plus ``file_path``, or ``seed=i + 1``), validates each
+arguments from ``get_experiment_kwargs(i)`` plus ``file_path`` — dropped for an experiment function that does not
+take it, as older ShinkaEvolve runners never passed it — or ``seed=i + 1``), validates each
 result, aggregates the results into metrics, adds the run times, and writes ``metrics.json`` and
 ``correct.json`` into ``results_dir``. Under selfprog's split isolation the module it loads is the
 stub that forwards calls to the variant's own container. ``extra_data`` is written as JSON when it
@@ -61,13 +62,24 @@ def run_shinka_eval(program_path: str, results_dir: str, experiment_fn_name: str
             raise AttributeError(f"Experiment function '{experiment_fn_name}' not found in "
                                  f"{program_path}")
         experiment = getattr(module, experiment_fn_name)
+        pass_path = True
         for index in range(num_runs):
             if get_experiment_kwargs:
                 kwargs = {**get_experiment_kwargs(index), "file_path": program_path}
             else:
                 kwargs = {"seed": index + 1}
+            if not pass_path:
+                kwargs.pop("file_path", None)
             started = time.perf_counter()
-            result = experiment(**kwargs)
+            try:
+                result = experiment(**kwargs)
+            except Exception as exc:  # an experiment written for a runner without file_path
+                if "file_path" not in kwargs or "file_path" not in str(exc):
+                    raise
+                pass_path = False
+                kwargs.pop("file_path")
+                started = time.perf_counter()
+                result = experiment(**kwargs)
             times.append(time.perf_counter() - started)
             results.append(result)
             if validate_fn:
