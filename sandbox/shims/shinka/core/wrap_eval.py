@@ -1,9 +1,9 @@
 """A ShinkaEvolve-style evaluation runner, written for selfprog and compatible by behaviour.
 
-``run_shinka_eval`` loads the program, calls its experiment function ``num_runs`` times (keyword
-arguments from ``get_experiment_kwargs(i)`` plus ``file_path`` — dropped for an experiment function that does not
-take it, as older ShinkaEvolve runners never passed it — or ``seed=i + 1``), validates each
-result, aggregates the results into metrics, adds the run times, and writes ``metrics.json`` and
+``run_shinka_eval`` loads the program and calls its experiment function ``num_runs`` times: with
+``get_experiment_kwargs(i)`` plus ``file_path`` (dropped for an experiment function that does not
+take it, as older runners never passed it), or ``seed=i + 1``. It validates each result,
+aggregates the results into metrics, adds the run times, and writes ``metrics.json`` and
 ``correct.json`` into ``results_dir``. Under selfprog's split isolation the module it loads is the
 stub that forwards calls to the variant's own container. ``extra_data`` is written as JSON when it
 is plain data and dropped otherwise: selfprog never writes or loads ``extra.pkl``.
