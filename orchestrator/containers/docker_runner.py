@@ -380,7 +380,9 @@ def judge(program: Program, evaluation: StageOutcome,
     """The variant's status and metrics from the EVAL stage alone."""
     stage, metric = evaluation.result, program.manifest.metric.name
     if stage.status is Status.CRASH:
-        return Status.INVALID, f"eval: the evaluator rejected the artifacts ({stage.error})", {}
+        said = f": {evaluation.stream.error}" if evaluation.stream.error else ""
+        return (Status.INVALID, f"eval: the evaluator rejected the artifacts ({stage.error}){said}",
+                {})
     if stage.status is not Status.OK:
         return stage.status, f"eval: {stage.error}", {}
     result = evaluation.stream.result
