@@ -28,10 +28,11 @@ def import_problem(
     """Copy the peer's tree into a program folder, write its program.toml, and check that the
     seed scores the same in split isolation as the peer's own way. Exit 2 with the reason when it
     cannot be run (refused, malformed, or a seed check that differs)."""
+    from orchestrator.containers.docker_runner import run_seed
     from orchestrator.peers.importer import import_problem as run_import
 
     program, check = run_import(kind, src, out, isolation=isolation,  # type: ignore[arg-type]
-                                averaging=averaging, checks=checks)
+                                averaging=averaging, checks=checks, runs=run_seed)
     say(f"imported {kind} problem {src} as program {program.name!r} in {program.root}")
     if check.split:
         say(f"seed check: {check.summary()}")

@@ -29,6 +29,7 @@ from docker.models.volumes import Volume
 from docker.types import Mount
 
 from orchestrator.containers import hardening as hard
+from orchestrator.containers import problem_image
 from orchestrator.containers.container import ContainerSpec, hardened
 from orchestrator.containers.engine import gpu_runtime
 from orchestrator.containers.images import Flavour, ensure_runtime
@@ -36,7 +37,6 @@ from orchestrator.containers.stage import Stage, StageOutcome, StageSpec, run_st
 from orchestrator.containers.sweep import claimable
 from orchestrator.containers.variant_image import ImageCache
 from orchestrator.errors import ConfigError, GpuUnavailableError, ImageError, InfraError
-from orchestrator.peers import problem_image
 from orchestrator.peers import runtime as peers
 from orchestrator.program import Program
 from orchestrator.result import StageResult, Status, VariantResult
@@ -415,6 +415,23 @@ def _remove_volume(volume: Volume, variant_id: str) -> None:
     except docker.errors.DockerException as exc:
         raise InfraError(f"cannot remove volume {volume.name}: {exc}",
                          variant_id=variant_id) from None
+
+
+def run_seed(program: Program, seed: int, folder: Path) -> VariantResult:
+    """The program's seed as shipped, in ``folder`` (a fresh engine client; for the import check
+    of a peer problem, which runs it in each isolation)."""
+    from orchestrator.containers.engine import connect
+    from orchestrator.runner import Variant
+
+    client = connect()
+    try:
+        variant = Variant(program, program.source_files())
+        mode = program.manifest.program.isolation
+        request = RunRequest(variant=variant, folder=folder, seed=seed,
+                             run_id=f"seed-{mode}-{variant.id}-{os.getpid()}")
+        return DockerRunner(client).run(request)
+    finally:
+        client.close()
 
 
 def run_program(path: str | Path, folder: Path | None = None, seed: int = 0,

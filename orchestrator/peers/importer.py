@@ -13,7 +13,6 @@ program in its process, in a throw-away container) within noise.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import statistics
@@ -104,7 +103,8 @@ def import_problem(kind: formats.Kind, src: str | Path, out: str | Path | None =
         isolation: "split" (protected), or "shared" (the peer's own way, labelled not protected).
         averaging: use OpenEvolve's mean of the numeric metrics when there is no combined_score.
         checks: seed runs in each mode for the seed check (0: no check).
-        runs: how one run is made (default: the Docker runner); tests may pass their own.
+        runs: how one seed run is made (the CLI passes the Docker runner's ``run_seed``);
+            needed when ``checks`` > 0.
         noise: an absolute tolerance added to the measured noise.
 
     Raises:
@@ -159,7 +159,8 @@ def seed_check(program: Program, n: int, runs: Runs | None = None,
         ConfigError: a run that is not ``ok`` in one mode, or means further apart than three
             times the larger spread plus ``noise`` (both figures in the message).
     """
-    runs = runs or _docker_runs
+    if runs is None:
+        raise ConfigError("the seed check needs a way to run the seed (runs=...)")
     check = SeedCheck()
     scratch = check.folder = tempfile.mkdtemp(prefix="selfprog-import-")  # kept, to inspect
     for mode, values in (("split", check.split), ("shared", check.shared)):
@@ -180,19 +181,3 @@ def seed_check(program: Program, n: int, runs: Runs | None = None,
                           f"beyond the noise ({allowed:.3g}); split isolation does not reproduce "
                           "the peer's evaluation of this problem")
     return check
-
-
-def _docker_runs(program: Program, seed: int, folder: Path) -> VariantResult:
-    from orchestrator.containers.docker_runner import DockerRunner
-    from orchestrator.containers.engine import connect
-    from orchestrator.runner import RunRequest, Variant
-
-    client = connect()
-    try:
-        variant = Variant(program, program.source_files())
-        mode = program.manifest.program.isolation
-        request = RunRequest(variant=variant, run_id=f"import-{mode}-{variant.id}-{os.getpid()}",
-                             folder=folder, seed=seed)
-        return DockerRunner(client).run(request)
-    finally:
-        client.close()

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli.app import app
-from orchestrator.containers.docker_runner import DockerRunner
+from orchestrator.containers.docker_runner import DockerRunner, run_seed
 from orchestrator.errors import ConfigError
 from orchestrator.peers import formats
 from orchestrator.peers.importer import import_problem, with_isolation
@@ -33,7 +33,7 @@ START = "# EVOLVE-BLOCK-START\n"
 def imported(runtime_image, tmp_path_factory):
     """Both test problems imported once (one seed run in each mode each)."""
     where = tmp_path_factory.mktemp("imported")
-    done = {kind: import_problem(kind, PROBLEMS / name, where / name, checks=1)
+    done = {kind: import_problem(kind, PROBLEMS / name, where / name, checks=1, runs=run_seed)
             for kind, name in (("openevolve", "oe_fmin"), ("shinka", "sh_pack"))}
     yield done
     from orchestrator.containers.engine import connect
@@ -216,7 +216,7 @@ def test_a_short_evolution_with_mutate(imported, tmp_path):
 
 def test_a_requirement_missing_from_the_runtime_enters_the_problem_image_offline(
         imported, docker_client, runtime_image, tmp_path):
-    from orchestrator.peers import problem_image
+    from orchestrator.containers import problem_image
 
     program, _ = imported["openevolve"]
     peer = program.manifest.peer.model_copy(update={"requirements": ("sortedcontainers",)})

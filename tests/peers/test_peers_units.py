@@ -384,7 +384,7 @@ def test_a_seed_check_that_differs_beyond_noise_fails_with_both_figures(tmp_path
 
 def test_requirements_the_runtime_lock_satisfies_need_no_extra_image():
     from orchestrator.containers.images import lock_file
-    from orchestrator.peers.problem_image import missing
+    from orchestrator.containers.problem_image import missing
 
     lock = lock_file("cpu")
     assert missing(("numpy", "numpy>=1.20", "torch"), lock) == []
