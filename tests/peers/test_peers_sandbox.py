@@ -137,7 +137,8 @@ def test_a_shinka_exit_hook_fools_the_peer_but_not_split(imported, docker_client
     files = {"initial.py": forged}
     assert peer_way(program, files, tmp_path) == 99.0
     result = run(docker_client, program, files, tmp_path / "run")
-    assert result.status is Status.INVALID and "overlap" in (result.error or "")
+    assert result.status is Status.INVALID
+    assert "marked the program incorrect" in (result.error or "")
     assert result.metrics == {}
 
 
@@ -174,7 +175,7 @@ def test_a_call_that_hangs_in_the_program_server_is_killed_at_the_stage_timeout(
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes((program.root / rel).read_bytes())
     toml = (root / "program.toml").read_text().replace('name = "oe_fmin"', 'name = "oe_slow"')
-    (root / "program.toml").write_text(toml.replace("timeout_s = 30.0", "timeout_s = 3.0"))
+    (root / "program.toml").write_text(toml.replace("timeout_s = 30.0", "timeout_s = 15.0"))
     slow = Program.load(root)
     seed = slow.source_files()["initial_program.py"]
     hang = seed.replace(START, START + "import time as _t\n").replace(
@@ -184,7 +185,7 @@ def test_a_call_that_hangs_in_the_program_server_is_killed_at_the_stage_timeout(
     assert result.status is Status.OK, result.error
     assert result.metrics["stage2_passed"] == 0.0 and result.metrics["timeout"] == 1.0
     assert "runs" not in result.metrics
-    assert result.stage("eval").duration_s < 30
+    assert result.stage("eval").duration_s < 60  # not the 600 s the call sleeps
 
 
 def test_a_problem_split_cannot_run_is_refused_with_the_reason(tmp_path):
@@ -211,7 +212,11 @@ def test_a_short_evolution_with_mutate(imported, tmp_path):
     assert done.exit_code == 0, done.output
     summary = json.loads((runs / "peers" / "summary.json").read_text())
     assert summary["counts"]["variants"] == 2 and summary["protected"] is True
-    assert summary["counts"]["statuses"] == {"ok": 2}, summary
+    # a changed literal may break the program (then it is invalid, honestly), never the host
+    assert set(summary["counts"]["statuses"]) <= {"ok", "invalid"}, summary
+    assert summary["counts"]["statuses"].get("ok", 0) >= 1, summary
+    said = b"mutated numeric literals inside EVOLVE-BLOCK regions"
+    assert any(said in p.read_bytes() for p in (runs / "peers").rglob("*") if p.is_file())
 
 
 def test_a_requirement_missing_from_the_runtime_enters_the_problem_image_offline(
