@@ -196,6 +196,7 @@ class Program:
         manifest = load_toml_model(Manifest, path)
         program = cls(root, manifest)
         program._check_files(path)
+        program._check_peer(path)
         program._check_data(path)
         program._check_tree(path)
         check_host_fits(manifest.resources, path)
@@ -217,6 +218,19 @@ class Program:
                 raise ConfigError(f"{path}: {key} {rel!r} is named but not a file in {self.root}")
         if p.evaluator in p.editable:
             raise ConfigError(f"{path}: the evaluator {p.evaluator!r} cannot be editable")
+
+    def _check_peer(self, path: Path) -> None:
+        """A peer program's EVAL stage must outlive one evaluation stage of the peer's."""
+        m = self.manifest
+        if m.program.format == "native":
+            if m.program.isolation != "split" or m.program.regions != "none":
+                raise ConfigError(f"{path}: program.isolation and program.regions apply to peer "
+                                  "formats only (program.format = \"openevolve\" or \"shinka\")")
+            return
+        if m.resources.timeout_s <= m.peer.timeout_s:
+            raise ConfigError(f"{path}: resources.timeout_s = {m.resources.timeout_s:g} must be "
+                              f"more than peer.timeout_s = {m.peer.timeout_s:g} (one evaluation "
+                              "stage), or EVAL is killed before the peer's own timeout")
 
     def _check_data(self, path: Path) -> None:
         resolved = {}

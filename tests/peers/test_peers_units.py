@@ -426,3 +426,21 @@ def test_the_shinka_shim_runs_experiments_written_without_file_path(tmp_path):
         sys.path.remove(str(Path(peer_eval.SHIMS)))
         for name in [m for m in sys.modules if m.split(".")[0] in ("openevolve", "shinka")]:
             del sys.modules[name]
+
+
+def test_a_hand_written_peer_manifest_loads_and_its_timeouts_must_fit(tmp_path):
+    root = tmp_path / "hand"
+    shutil.copytree(PROBLEMS / "sh_pack", root)
+    base = ('[program]\nname = "hand"\nformat = "shinka"\nentrypoint = "initial.py"\n'
+            'evaluator = "evaluate.py"\neditable = ["initial.py"]\nregions = "evolve-block"\n'
+            '[metric]\nname = "combined_score"\ngoal = "maximize"\n')
+    (root / "program.toml").write_text(base + "[resources]\ntimeout_s = 100\n"
+                                       "[peer]\ntimeout_s = 60\n")
+    program = Program.load(root)
+    assert program.manifest.program.isolation == "split" and program.manifest.peer.timeout_s == 60
+    (root / "program.toml").write_text(base + "[peer]\ntimeout_s = 600\n")
+    with pytest.raises(ConfigError, match="resources.timeout_s"):
+        Program.load(root)
+    (root / "program.toml").write_text(base.replace('format = "shinka"\n', ""))
+    with pytest.raises(ConfigError, match="peer formats only"):
+        Program.load(root)
