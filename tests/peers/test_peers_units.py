@@ -444,3 +444,25 @@ def test_a_hand_written_peer_manifest_loads_and_its_timeouts_must_fit(tmp_path):
     (root / "program.toml").write_text(base.replace('format = "shinka"\n', ""))
     with pytest.raises(ConfigError, match="peer formats only"):
         Program.load(root)
+
+
+def test_the_import_command_writes_the_program_or_says_why_not(tmp_path):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli.app import app
+
+    cli = CliRunner()
+    wrong = cli.invoke(app, ["import", "openevolve", str(PROBLEMS / "sh_pack"), "--out",
+                             str(tmp_path / "x")])
+    assert wrong.exit_code == 2 and "looks like shinka" in wrong.output
+    assert not (tmp_path / "x").exists()
+    done = cli.invoke(app, ["import", "shinka", str(PROBLEMS / "sh_pack"), "--out",
+                            str(tmp_path / "p"), "--checks", "0"])
+    assert done.exit_code == 0, done.output
+    program = Program.load(tmp_path / "p")
+    assert program.manifest.program.format == "shinka"
+    assert (tmp_path / "p" / "evaluate.py").read_bytes() == (
+        PROBLEMS / "sh_pack" / "evaluate.py").read_bytes()
+    again = cli.invoke(app, ["import", "shinka", str(PROBLEMS / "sh_pack"), "--out",
+                             str(tmp_path / "p"), "--checks", "0"])
+    assert again.exit_code == 2 and "not empty" in again.output
