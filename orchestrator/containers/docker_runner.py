@@ -11,6 +11,10 @@ its model loaded by the evaluator. A MODEL SERVER container (the original image 
 under the same deadline, and the two share only a unix socket on a per-evaluation tmpfs volume at
 ``/sock``. The server is removed with EVAL.
 
+Peer programs (OpenEvolve, ShinkaEvolve; ``orchestrator.peers.runtime``, docs/peers.md): a variant
+that breaks the region rule is refused before any container; TRAIN and EVAL run selfprog's
+trusted peer scripts; in split isolation the server is the variant's program server.
+
 Writes into ``request.folder``: ``train.log``, ``eval.log``, ``serve.log`` (split evaluation),
 ``events.jsonl``, ``artifacts/`` and ``result.json``. Safe to call from several threads at once.
 """
