@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -52,6 +53,17 @@ class ProgramSection(Frozen):
     """The only files a generator may change."""
     description: str = ""
     """What the program does, in words a language model reads in its prompt."""
+    format: Literal["native", "openevolve", "shinka"] = "native"
+    """``native`` (this project's contract) or a peer's problem run unchanged (docs/peers.md):
+    the entrypoint is then the peer's program file, the evaluator the peer's own."""
+    isolation: Literal["split", "shared"] = "split"
+    """Peer formats: ``split`` runs the variant's program in its own container behind a
+    plain-data socket; ``shared`` lets the evaluator import it as the peer does (NOT protected:
+    labelled so wherever its results appear)."""
+    regions: Literal["none", "evolve-block"] = "none"
+    """``evolve-block``: only bytes between ``EVOLVE-BLOCK-START`` and ``EVOLVE-BLOCK-END`` lines
+    of the editable files may change; a variant changing anything else is refused before any
+    container."""
 
     _paths = field_validator("entrypoint", "evaluator")(_relative)
 
@@ -123,11 +135,32 @@ class DataSection(Frozen):
         return None if value is None else _relative(value)
 
 
+class PeerSection(Frozen):
+    """How a peer's problem is evaluated, read from the peer's own config at import."""
+
+    source: str = ""
+    """Where the problem was imported from (information only)."""
+    tree_sha256: str = ""
+    """SHA-256 of the peer's tree as imported (every file but ``program.toml``)."""
+    timeout_s: float = Field(default=300, gt=0, le=7 * 24 * 3600)
+    """Per evaluation stage (OpenEvolve ``evaluator.timeout``): the stage's process is killed."""
+    cascade_evaluation: bool = True
+    cascade_thresholds: tuple[float, ...] = (0.5, 0.75, 0.9)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    max_code_length: int | None = Field(default=None, gt=0)
+    """Longest variant (characters of the program file); longer ones are refused."""
+    averaging: bool = False
+    """Without ``combined_score``, use OpenEvolve's mean of the numeric metrics (explicit only)."""
+    requirements: tuple[str, ...] = ()
+    """The peer's ``requirements.txt`` lines; installed into the problem's image, offline."""
+
+
 class Manifest(Frozen):
     program: ProgramSection
     metric: MetricSection
     resources: ResourcesSection = ResourcesSection()
     data: DataSection = DataSection()
+    peer: PeerSection = PeerSection()
 
 
 def parse_size(text: str) -> int:
@@ -163,6 +196,7 @@ class Program:
         manifest = load_toml_model(Manifest, path)
         program = cls(root, manifest)
         program._check_files(path)
+        program._check_peer(path)
         program._check_data(path)
         program._check_tree(path)
         check_host_fits(manifest.resources, path)
@@ -184,6 +218,19 @@ class Program:
                 raise ConfigError(f"{path}: {key} {rel!r} is named but not a file in {self.root}")
         if p.evaluator in p.editable:
             raise ConfigError(f"{path}: the evaluator {p.evaluator!r} cannot be editable")
+
+    def _check_peer(self, path: Path) -> None:
+        """A peer program's EVAL stage must outlive one evaluation stage of the peer's."""
+        m = self.manifest
+        if m.program.format == "native":
+            if m.program.isolation != "split" or m.program.regions != "none":
+                raise ConfigError(f"{path}: program.isolation and program.regions apply to peer "
+                                  "formats only (program.format = \"openevolve\" or \"shinka\")")
+            return
+        if m.resources.timeout_s <= m.peer.timeout_s:
+            raise ConfigError(f"{path}: resources.timeout_s = {m.resources.timeout_s:g} must be "
+                              f"more than peer.timeout_s = {m.peer.timeout_s:g} (one evaluation "
+                              "stage), or EVAL is killed before the peer's own timeout")
 
     def _check_data(self, path: Path) -> None:
         resolved = {}

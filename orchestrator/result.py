@@ -67,6 +67,9 @@ class VariantResult(BaseModel):
     folder: str | None = None
     seed: int = 0
     error: str | None = None
+    protected: bool = True
+    """False when a peer program ran with ``isolation = "shared"``: the variant shared the
+    evaluator's process, so its score is not protected (docs/peers.md)."""
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in self.stages if s.stage == name), None)

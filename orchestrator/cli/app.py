@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli import evolve, export, generate, machine, runs
+from orchestrator.cli import evolve, export, generate, machine, peers, runs
 from orchestrator.cli.common import exits, setup_logging
 
 app = typer.Typer(
@@ -47,6 +47,7 @@ for _command in (machine.doctor, machine.engine, machine.images, machine.run, ev
                  generate.propose):
     _register(app, _command)
 _register(app, generate.new_task, "new-task")
+_register(app, peers.import_problem, "import")
 _register(protocol_app, machine.protocol_schema, "schema")
 _register(export_app, export.mlflow, "mlflow")
 

@@ -77,6 +77,10 @@ def print_result(result: VariantResult) -> None:
     """A result record in a few human lines."""
     colour = "green" if result.status == "ok" else "red"
     say(f"variant {result.variant_id}: [{colour}]{result.status}[/]")
+    if not result.protected:
+        from orchestrator.peers.runtime import NOT_PROTECTED
+
+        say(f"  [yellow]{NOT_PROTECTED}[/]")
     if result.error:
         say(f"  error: {result.error}")
     for name, value in result.metrics.items():

@@ -39,7 +39,8 @@ def status(run: Annotated[str | None, typer.Argument(help="A run; omitted: list 
             s = summarize(store, program)
             best = s["best"]["value"] if s["best"] else "—"
             say(f"{s['run']}  {s['program']}  {s['state']}  {s['counts']['variants']} "
-                f"variants  best {s['metric']} {best}")
+                f"variants  best {s['metric']} {best}"
+                + ("" if s.get("protected", True) else "  NOT PROTECTED (isolation = shared)"))
         return
     store, program = open_run(run, runs_dir)
     print(json.dumps(summarize(store, program), indent=2))

@@ -11,6 +11,10 @@ its model loaded by the evaluator. A MODEL SERVER container (the original image 
 under the same deadline, and the two share only a unix socket on a per-evaluation tmpfs volume at
 ``/sock``. The server is removed with EVAL.
 
+Peer programs (OpenEvolve, ShinkaEvolve; ``orchestrator.peers.runtime``, docs/peers.md): a variant
+that breaks the region rule is refused before any container; TRAIN and EVAL run selfprog's
+trusted peer scripts; in split isolation the server is the variant's program server.
+
 Writes into ``request.folder``: ``train.log``, ``eval.log``, ``serve.log`` (split evaluation),
 ``events.jsonl``, ``artifacts/`` and ``result.json``. Safe to call from several threads at once.
 """
@@ -29,6 +33,7 @@ from docker.models.volumes import Volume
 from docker.types import Mount
 
 from orchestrator.containers import hardening as hard
+from orchestrator.containers import problem_image
 from orchestrator.containers.container import ContainerSpec, hardened
 from orchestrator.containers.engine import gpu_runtime
 from orchestrator.containers.images import Flavour, ensure_runtime
@@ -36,6 +41,7 @@ from orchestrator.containers.stage import Stage, StageOutcome, StageSpec, run_st
 from orchestrator.containers.sweep import claimable
 from orchestrator.containers.variant_image import ImageCache
 from orchestrator.errors import ConfigError, GpuUnavailableError, ImageError, InfraError
+from orchestrator.peers import runtime as peers
 from orchestrator.program import Program
 from orchestrator.result import StageResult, Status, VariantResult
 from orchestrator.runner import RunRequest, cpu_cap
@@ -87,6 +93,12 @@ class DockerRunner:
         gpu_ids = self._gpu_ids(request)
         request.folder.mkdir(parents=True, exist_ok=True)
         error: InfraError | None = None
+        refused = peers.refusal(request.variant.program, request.variant.files)
+        if refused is not None:  # a peer's rule broken: refused before any container
+            result = VariantResult(variant_id=request.variant.id, status=Status.INVALID,
+                                   folder=str(request.folder), seed=request.seed, error=refused)
+            (request.folder / "result.json").write_text(result.model_dump_json(indent=2) + "\n")
+            return result
         for attempt in range(self.retries + 1):
             try:
                 result = self._attempt(request, gpu_ids, attempt)
@@ -97,6 +109,8 @@ class DockerRunner:
             result = VariantResult(variant_id=request.variant.id, status=Status.INFRA_ERROR,
                                    folder=str(request.folder), seed=request.seed,
                                    error=f"engine failed {self.retries + 1} times: {error}")
+        if not peers.protected(request.variant.program):
+            result.protected = False  # isolation = "shared": labelled wherever it is shown
         (request.folder / "result.json").write_text(result.model_dump_json(indent=2) + "\n")
         return result
 
@@ -132,6 +146,9 @@ class DockerRunner:
         program = variant.program
         try:
             runtime = self._runtime_tag("gpu" if gpu_ids else "cpu")
+            if peers.is_peer(program):  # its requirements.txt, installed offline
+                runtime = problem_image.ensure(self.client, runtime, program,
+                                               "gpu" if gpu_ids else "cpu")
             train_image = self.images.ensure(runtime, program, variant.files, variant.id)
             eval_image = self.images.ensure(runtime, program, None, "seed")
         except ImageError as exc:
@@ -170,7 +187,8 @@ class DockerRunner:
         if train.result.status is not Status.OK:
             record.status, record.error = train.result.status, f"train: {train.result.error}"
             return None
-        if not (request.variant.program.root / SERVE_SCRIPT).is_file():
+        program = request.variant.program
+        if not ((program.root / SERVE_SCRIPT).is_file() or peers.serves(program)):
             return run_stage(self.client, self._spec(request, "eval", images[1], gpu_ids,
                                                      attempt, None, artifacts),
                              folder / "eval.log", events)
@@ -238,7 +256,8 @@ class DockerRunner:
                                      attempt),
             labels=hard.labels(request.run_id, request.variant.id, "serve"),
             create=hard.create_kwargs(res, self.hardening, cpus=cpus, env=env, mounts=mounts),
-            command=[SERVE_SCRIPT], entrypoint=SERVE_ENTRYPOINT, timeout_s=res.timeout_s,
+            command=[peers.SERVE_SCRIPT if peers.is_peer(program) else SERVE_SCRIPT],
+            entrypoint=SERVE_ENTRYPOINT, timeout_s=res.timeout_s,
             grace_s=self.grace_s, variant_id=request.variant.id,
             log=request.folder / "serve.log")
 
@@ -289,6 +308,7 @@ class DockerRunner:
         }
         if stage == "train":
             env["SELFPROG_LINGER_S"] = f"{self.linger_s:g}"
+        env.update(peers.env(program, stage))
         if sock is not None:
             env["SELFPROG_SOCKET"] = f"{SOCK}/model.sock"
             env["SELFPROG_SERVE_REQUEST_S"] = f"{res.timeout_s:g}"
@@ -296,7 +316,8 @@ class DockerRunner:
         entry = program.manifest.program
         return StageSpec(
             stage=stage, image=image, variant_id=request.variant.id,
-            script=entry.entrypoint if stage == "train" else entry.evaluator,
+            script=peers.script(program, stage) or (entry.entrypoint if stage == "train"
+                                                   else entry.evaluator),
             name=hard.container_name(request.run_id, request.variant.id, request.seed, stage,
                                      attempt),
             labels=hard.labels(request.run_id, request.variant.id, stage),
@@ -363,7 +384,9 @@ def judge(program: Program, evaluation: StageOutcome,
     """The variant's status and metrics from the EVAL stage alone."""
     stage, metric = evaluation.result, program.manifest.metric.name
     if stage.status is Status.CRASH:
-        return Status.INVALID, f"eval: the evaluator rejected the artifacts ({stage.error})", {}
+        said = f": {evaluation.stream.error}" if evaluation.stream.error else ""
+        return (Status.INVALID, f"eval: the evaluator rejected the artifacts ({stage.error}){said}",
+                {})
     if stage.status is not Status.OK:
         return stage.status, f"eval: {stage.error}", {}
     result = evaluation.stream.result
@@ -396,6 +419,23 @@ def _remove_volume(volume: Volume, variant_id: str) -> None:
     except docker.errors.DockerException as exc:
         raise InfraError(f"cannot remove volume {volume.name}: {exc}",
                          variant_id=variant_id) from None
+
+
+def run_seed(program: Program, seed: int, folder: Path) -> VariantResult:
+    """The program's seed as shipped, in ``folder`` (a fresh engine client; for the import check
+    of a peer problem, which runs it in each isolation)."""
+    from orchestrator.containers.engine import connect
+    from orchestrator.runner import Variant
+
+    client = connect()
+    try:
+        variant = Variant(program, program.source_files())
+        mode = program.manifest.program.isolation
+        request = RunRequest(variant=variant, folder=folder, seed=seed,
+                             run_id=f"seed-{mode}-{variant.id}-{os.getpid()}")
+        return DockerRunner(client).run(request)
+    finally:
+        client.close()
 
 
 def run_program(path: str | Path, folder: Path | None = None, seed: int = 0,

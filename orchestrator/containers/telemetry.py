@@ -15,6 +15,7 @@ from typing import IO
 from sandbox.limits import MAX_LINE_BYTES, MAX_LOG_LINES, MAX_MESSAGES, MAX_STAGE_OUTPUT_BYTES
 from sandbox.protocol import (
     Artifact,
+    Error,
     Exit,
     Hello,
     Log,
@@ -75,6 +76,8 @@ class StageStream:
         self.exit: Exit | None = None
         self.result: Result | None = None
         self.artifacts: list[Artifact] = []
+        self.error: str | None = None
+        """The last ``error`` message the program sent (its own words for a failure)."""
         self.telemetry: dict[str, float] = {}
         self.dropped_keys = 0
         """Progress metrics not kept because their names came past ``MAX_TELEMETRY_KEYS``."""
@@ -150,6 +153,8 @@ class StageStream:
             self.telemetry["progress_messages"] = self.telemetry.get("progress_messages", 0) + 1
         elif isinstance(message, Artifact) and len(self.artifacts) < 1000:
             self.artifacts.append(message)
+        elif isinstance(message, Error):
+            self.error = f"{message.kind}: {message.message}"[:1000]
 
     def progress(self, metrics: dict[str, float]) -> None:
         """Keep the latest values, but never more than ``MAX_TELEMETRY_KEYS`` distinct names."""

@@ -70,7 +70,20 @@ def profile(ev: EvalRow | None) -> Profile | None:
             train_s, peak = train.duration_s, train.peak_memory_bytes
     if not curve and result is None:
         return None
-    return Profile(curve=curve, metrics=metrics, train_s=train_s, peak_memory_bytes=peak)
+    return Profile(curve=curve, metrics=metrics, train_s=train_s, peak_memory_bytes=peak,
+                   feedback=peer_feedback(ev.folder / "eval.log"))
+
+
+PEER_FEEDBACK = "[peer feedback, untrusted] "
+"""How ``sandbox/peer_eval.py`` marks a peer evaluator's text feedback in ``eval.log``."""
+
+
+def peer_feedback(path: Path, cap: int = 4096) -> str:
+    """A peer evaluator's feedback lines from an EVAL log ('' when none), at most ``cap``
+    characters."""
+    lines = [_strip_stream(line) for line in _read_lines(path)]
+    text = "\n".join(line[len(PEER_FEEDBACK):] for line in lines if line.startswith(PEER_FEEDBACK))
+    return text[:cap]
 
 
 def tried(store: Store, parent_id: str, settled: Mapping[str, VariantRecord], goal: Goal,

@@ -31,6 +31,8 @@ class Profile:
     """Wall-clock seconds its TRAIN stage took."""
     peak_memory_bytes: int | None = None
     """The TRAIN container's peak memory."""
+    feedback: str = ""
+    """A peer evaluator's text feedback and artifacts (docs/peers.md): untrusted text."""
 
 
 @dataclass(frozen=True)

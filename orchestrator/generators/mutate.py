@@ -4,6 +4,10 @@ Each proposal changes one to ``max_changes`` declared settings of the parent (fe
 likely), rewriting only the literals' source spans. The same seed, parent and ``seen`` set give
 the same proposals. With no parent it starts from the program's shipped editable files (a task's
 skeleton).
+
+A peer program (OpenEvolve, ShinkaEvolve: ``regions = "evolve-block"``) declares no settings; there
+``mutate`` changes numeric literals inside the EVOLVE-BLOCK regions instead (an int by a step, a
+float by a factor), and its summary says so. Bytes outside the regions never change.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from orchestrator.generators.base import (
 from orchestrator.generators.config import MutateConfig, ValidationConfig
 from orchestrator.generators.edits.validate import accept, rejected
 from orchestrator.generators.searchspace import Setting, draw, find_settings, render, substitute
+from orchestrator.peers import regions
 from orchestrator.program import variant_hash
 
 
@@ -45,7 +50,10 @@ class MutateGenerator:
             started = time.monotonic()
             try:
                 avoid = seen | {variant_hash(parent.files)}
-                files, summary = self._mutate(parent.files, rng, avoid)
+                if request.program.manifest.program.regions == "evolve-block":
+                    files, summary = self._mutate_regions(parent.files, editable, rng, avoid)
+                else:
+                    files, summary = self._mutate(parent.files, rng, avoid)
                 diff_parent, diff_seed = accept(files, parent.files, seed_files, editable, seen,
                                                 self.limits)
             except Rejected as exc:
@@ -92,6 +100,35 @@ class MutateGenerator:
                 return new, "; ".join(_describe(s, v) for s, v in changes)
         raise Rejected(Reason.EXHAUSTED,
                        f"no unseen variant in {self.config.attempts} draws")
+
+
+    def _mutate_regions(self, files: dict[str, str], editable: tuple[str, ...],
+                        rng: random.Random, seen: set[str]) -> tuple[dict[str, str], str]:
+        """One unseen variant with numeric literals inside the EVOLVE-BLOCK regions changed.
+
+        Raises:
+            Rejected: no numeric literal inside a region, or no unseen variant.
+        """
+        found = [(path, lit) for path in sorted(files) if path in editable
+                 for lit in regions.numeric_literals(files[path])]
+        if not found:
+            raise Rejected(Reason.EXHAUSTED, "no numeric literal inside an EVOLVE-BLOCK region")
+        for _ in range(self.config.attempts):
+            count = 1
+            while count < min(self.config.max_changes, len(found)) and rng.random() < 0.5:
+                count += 1
+            chosen = sorted(rng.sample(found, count), key=lambda c: (c[0], -c[1].start))
+            new, notes = dict(files), []
+            for path, lit in chosen:
+                value = regions.mutate_number(lit.text, rng)
+                if value == lit.text:
+                    continue
+                new[path] = new[path][:lit.start] + value + new[path][lit.end:]
+                notes.append(f"{path}:{lit.line} {lit.text} -> {value}")
+            if notes and variant_hash(new) not in seen:
+                return new, ("mutated numeric literals inside EVOLVE-BLOCK regions: "
+                             + "; ".join(reversed(notes)))
+        raise Rejected(Reason.EXHAUSTED, f"no unseen variant in {self.config.attempts} draws")
 
 
 def _describe(setting: Setting, value: object) -> str:

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from orchestrator.peers.runtime import NOT_PROTECTED, protected
 from orchestrator.program import Program
 from orchestrator.result import Goal, Score
 from orchestrator.runs import lineage, plot
@@ -57,6 +58,8 @@ def write_report(store: Store, program: Program, path: Path | None = None) -> Pa
              f"{html.escape(store.run_id)}</title>",
              f"<style>{_CSS}\n{lineage.CSS}</style>",
              f"<h1>Run {html.escape(store.run_id)} — {html.escape(program.name)}</h1>",
+             *([f"<p><strong>{html.escape(NOT_PROTECTED)}</strong></p>"]
+               if not protected(program) else []),
              _header(data),
              "<h2>Evaluations and the best so far</h2>", evaluations_svg(evals, variants, data["metric"], goal),
              plot.legend_html(),

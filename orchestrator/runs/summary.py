@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from orchestrator.peers.runtime import NOT_PROTECTED, protected
 from orchestrator.program import Program
 from orchestrator.result import Goal, Score
 from orchestrator.runs.store import Store, VariantRow
@@ -89,6 +90,7 @@ def summarize(store: Store, program: Program, reason: str | None = None) -> dict
         "gain": gain, "gain_in_noise": gain / noise if gain is not None and noise else None,
         "counts": counts(store),
         "generation": generation(store),
+        "protected": protected(program),
     }
 
 
@@ -138,6 +140,7 @@ def markdown(data: dict[str, Any], best_diff: str = "") -> str:
         improved = (f"**Improved:** no — nothing beat the seed ({data['metric']} "
                     f"{_num(seed and seed['value'])})")
     lines = [f"## selfprog run `{data['run']}` — {data['program']}", "",
+             *([f"**{NOT_PROTECTED}**", ""] if not data.get("protected", True) else []),
              f"**Stopped:** {data.get('reason') or 'unknown'} (state {data.get('state', '-')})",
              "", improved, "",
              f"| | {data['metric']} ({data['goal']}) |", "|---|---|",

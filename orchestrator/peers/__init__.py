@@ -1,0 +1,1 @@
+"""Peer problems (OpenEvolve, ShinkaEvolve) run unchanged, scored honestly: docs/peers.md."""
