@@ -7,34 +7,28 @@ finished, resumed or killed run alike.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from orchestrator.program import Program
-from orchestrator.result import Goal, Score
+from orchestrator.result import Goal
 from orchestrator.runs.store import Store, VariantRow
+
+
+BEST_DIFF = "best.diff"
+"""The best variant against the program as shipped; written only when a variant beat the seed.
+Apply it from the program folder: ``git apply PATH/best.diff`` (or, from the root of a git
+repository holding the program, ``git apply --directory=PATH/TO/PROGRAM PATH/best.diff``)."""
 
 
 def best_variant(store: Store, goal: Goal) -> VariantRow | None:
     """The best variant selection admitted (ties go to the earlier one)."""
-    admitted = [v for v in store.variants() if v.verdict == "admitted" and v.value is not None]
-    if not admitted:
-        return None
-    return max(admitted, key=lambda v: (Score(v.value, goal), -v.idx))
+    return store.best_admitted(minimize=goal == "minimize")
 
 
 def counts(store: Store) -> dict[str, object]:
     """The run's numbers; they add up: calls = variants - 1 + rejected + duplicate + error."""
-    evals = store.evaluations()
-    calls = Counter(c["outcome"] for c in store.calls())
-    return {
-        "variants": len(store.variants()),
-        "evaluations": len(evals),
-        "pending": sum(e.state == "pending" for e in evals),
-        "statuses": dict(Counter(e.status.value for e in evals if e.status)),
-        "calls": dict(calls),
-    }
+    return store.counts()
 
 
 def generation(store: Store) -> dict[str, Any]:
@@ -69,7 +63,7 @@ def summarize(store: Store, program: Program) -> dict[str, Any]:
     metric = program.manifest.metric
     info = store.run_info()
     noise = metric.noise if metric.noise is not None else info["noise"]
-    seed = store.variants()[0] if store.variants() else None
+    seed = store.seed_variant()
     best = best_variant(store, metric.goal)
     gain = None
     if best and seed and best.value is not None and seed.value is not None:
@@ -87,7 +81,8 @@ def summarize(store: Store, program: Program) -> dict[str, Any]:
 
 def write_outputs(store: Store, program: Program, summary_md: Path | None = None
                   ) -> dict[str, Any]:
-    """Write ``summary.json``, ``summary.md`` and ``best.diff`` into the run folder.
+    """Write ``summary.json``, ``summary.md`` and ``best.diff`` into the run folder (no
+    ``best.diff`` when no variant beat the seed).
 
     Args:
         summary_md: also append the markdown summary here (e.g. ``$GITHUB_STEP_SUMMARY``).
@@ -96,7 +91,11 @@ def write_outputs(store: Store, program: Program, summary_md: Path | None = None
     folder = store.folder
     (folder / "summary.json").write_text(json.dumps(data, indent=2))
     best = best_variant(store, program.manifest.metric.goal)
-    (folder / "best.diff").write_text(best.seed_diff if best else "")
+    diff = folder / BEST_DIFF
+    if best is not None and best.idx != 0 and best.seed_diff:
+        diff.write_text(best.seed_diff)
+    else:  # nothing beat the seed: no patch (an empty one makes ``git apply`` fail)
+        diff.unlink(missing_ok=True)
     md = markdown(data)
     (folder / "summary.md").write_text(md)
     if summary_md is not None:
