@@ -308,7 +308,7 @@ class Store:
         """Write selection's verdict on a settled variant, and what it implies, at once.
 
         Args:
-            noise: the run's noise floor, when these evaluations (the seed's) measured it.
+            noise: the run's noise floor near its best, when this verdict changed it.
             recheck_seed: queue a ``recheck`` evaluation of the variant with this seed.
 
         Returns:

@@ -65,15 +65,20 @@ def summarize(store: Store, program: Program) -> dict[str, Any]:
     noise = metric.noise if metric.noise is not None else info["noise"]
     seed = store.seed_variant()
     best = best_variant(store, metric.goal)
-    gain = None
+    gain = factor = None
     if best and seed and best.value is not None and seed.value is not None:
         gain = abs(best.value - seed.value)
+        if best.value * seed.value > 0:  # one sign: how many times better
+            factor = max(abs(seed.value), abs(best.value)) / min(abs(seed.value), abs(best.value))
+    ref = best.value if best and best.value else None
     return {
         "run": store.run_id, "program": program.name, "state": info["state"],
         "metric": metric.name, "goal": metric.goal, "noise": noise,
         "seed": {"id": seed.id, "value": seed.value} if seed else None,
         "best": {"id": best.id, "idx": best.idx, "value": best.value} if best else None,
+        "noise_relative": noise / abs(ref) if noise is not None and ref else None,
         "gain": gain, "gain_in_noise": gain / noise if gain is not None and noise else None,
+        "gain_factor": factor,
         "counts": counts(store),
         "generation": generation(store),
     }
