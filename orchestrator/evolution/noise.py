@@ -8,7 +8,8 @@ looked "within noise". So the floor here is
   each recheck (rechecks happen exactly where a gain is in doubt, i.e. near the best), updated
   as each one settles;
 - **local**: at a given value (the best's), only the ``NEAREST`` measured variants closest to it
-  count, their variances pooled;
+  count (on a relative floor, those within a decade of it, else the nearest one), their
+  variances pooled;
 - **relative when the metric has one sign**: the spread is measured on the log of the values,
   so a metric spanning decades gets a floor in proportion (σ of log ≈ relative σ), and the floor
   at a value ``v`` is ``|v| × σ_log``. A metric that crosses zero keeps an absolute floor.
@@ -23,6 +24,8 @@ import statistics
 
 NEAREST = 3
 """How many measured variants (nearest to the value asked about) the floor pools."""
+DECADE = math.log(10.0)
+"""On a relative floor, measurements whose mean lies within this (in log) of the value pool."""
 
 
 class NoiseFloor:
@@ -59,6 +62,9 @@ class NoiseFloor:
         if value is not None:
             centre = math.log(abs(value)) if relative else value
             groups.sort(key=lambda g: abs(statistics.fmean(g) - centre))
+            if relative:  # within a decade of the value, else the nearest measurement alone
+                close = [g for g in groups if abs(statistics.fmean(g) - centre) <= DECADE]
+                groups = close or groups[:1]
         near = groups[:NEAREST]
         dof = sum(len(g) - 1 for g in near)
         pooled = sum(statistics.variance(g) * (len(g) - 1) for g in near) / dof
