@@ -47,8 +47,10 @@ def evolve(
     """Evolve a program: generate, build, run and select variants until the budget is spent."""
     from orchestrator.cli.live import LineView, LiveView
     from orchestrator.containers.backend import LocalBackend
+    from orchestrator.errors import Interrupted
     from orchestrator.evolution.config import parse_override
     from orchestrator.evolution.launch import run_evolution
+    from orchestrator.evolution.signals import Stopped, trapped
     from orchestrator.runs.summary import BEST_DIFF
 
     named: dict[str, Any] = {
@@ -60,13 +62,18 @@ def evolve(
                  if v is not None}
     overrides.update(parse_override(s) for s in set_ or [])
     view = (LiveView(console) if console.is_terminal else LineView(console)) if live else None
-    backend = LocalBackend.connect()
-    try:
-        done = run_evolution(config, overrides, backend=backend, resume=resume,
-                             summary_md=summary_md, observer=view,
-                             accept_changed_program=accept_changed_program)
-    finally:
-        backend.close()
+    with trapped():  # a signal before or after the run itself: nothing of a run to clean
+        try:
+            backend = LocalBackend.connect()
+            try:
+                done = run_evolution(config, overrides, backend=backend, resume=resume,
+                                     summary_md=summary_md, observer=view,
+                                     accept_changed_program=accept_changed_program)
+            finally:
+                backend.close()
+        except Stopped as stop:
+            raise Interrupted(f"interrupted ({stop.name}) outside the run: nothing to clean up",
+                              exit_code=stop.exit_code) from None
     result, s = done.outcome, done.summary
     best = s["best"]
     out.print(f"finished ({result.reason}): best {s['metric']} "

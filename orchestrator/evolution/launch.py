@@ -262,10 +262,8 @@ def _stopped(stop: Stopped, opened: Opened | None, evolution: Evolution | None,
     of the run goes, the run is marked ``interrupted`` and its summaries are written. A second
     signal (:class:`Forced`) cuts this to the removal alone."""
     if opened is None:
-        error = Interrupted(f"interrupted ({stop.name}) before the run was created: nothing "
-                            "was stored")
-        error.exit_code = stop.exit_code
-        return error
+        return Interrupted(f"interrupted ({stop.name}) before the run was created: nothing "
+                           "was stored", exit_code=stop.exit_code)
     store = opened.store
     try:
         if evolution is not None:
@@ -283,11 +281,9 @@ def _stopped(stop: Stopped, opened: Opened | None, evolution: Evolution | None,
         store.set_run(state="interrupted")
         store.note("interrupted", f"{stop.name}, then a second signal: containers removed, "
                    "summaries skipped")
-    error = Interrupted(f"interrupted ({stop.name}): the run's containers are removed; resume "
-                        f"with: selfprog evolve --resume {store.run_id} --runs-dir "
-                        f"{store.folder.parent}")
-    error.exit_code = stop.exit_code
-    return error
+    return Interrupted(f"interrupted ({stop.name}): the run's containers are removed; resume "
+                       f"with: selfprog evolve --resume {store.run_id} --runs-dir "
+                       f"{store.folder.parent}", exit_code=stop.exit_code)
 
 
 def _failed(opened: Opened, summary_md: Path | None) -> None:
