@@ -13,7 +13,7 @@ from orchestrator.cli.common import RunArg, RunsDir, out, say
 from orchestrator.cli.common import runs_dir as _runs
 from orchestrator.errors import StoreError
 from orchestrator.program import Program
-from orchestrator.runs.store import Store
+from orchestrator.runs.store import Store, find_run
 
 
 def open_run(run: str, folder: Path | None) -> tuple[Store, Program]:
@@ -24,7 +24,6 @@ def open_run(run: str, folder: Path | None) -> tuple[Store, Program]:
         StoreError: no such run.
         ConfigError: its program's manifest does not load.
     """
-    from orchestrator.evolution.launch import find_run
     from orchestrator.runs.snapshot import read_program
 
     store = Store(find_run(run, _runs(folder)))

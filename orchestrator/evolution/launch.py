@@ -34,7 +34,7 @@ from orchestrator.runner import Backend
 from orchestrator.runs.lock import RunLock, held
 from orchestrator.runs.report import write_report
 from orchestrator.runs.snapshot import COPY, copy_program, program_hash
-from orchestrator.runs.store import DB, Store
+from orchestrator.runs.store import DB, Store, find_run
 from orchestrator.runs.summary import write_outputs
 from orchestrator.task import TASK_FILE
 
@@ -57,18 +57,6 @@ class Finished:
     folder: Path
     report: Path
     summary: dict
-
-
-def find_run(run: str | Path, runs_dir: Path = Path("runs")) -> Path:
-    """A run folder from its id (under ``runs_dir``) or its path.
-
-    Raises:
-        StoreError: no such run.
-    """
-    for candidate in (Path(run), runs_dir / str(run)):
-        if (candidate / DB).is_file():
-            return candidate
-    raise StoreError(f"no run {run!r} (looked in {runs_dir} and at the path itself)")
 
 
 @dataclass

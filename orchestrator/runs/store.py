@@ -41,6 +41,18 @@ _EVALS = ("SELECT e.id, e.variant_id, e.seed, e.purpose, e.state, e.attempts, e.
 """The error is read in SQL (a result can be large) and the folder joined (no second lookup)."""
 
 
+def find_run(run: str | Path, runs_dir: Path = Path("runs")) -> Path:
+    """A run folder from its id (under ``runs_dir``) or its path.
+
+    Raises:
+        StoreError: no such run.
+    """
+    for candidate in (Path(run), runs_dir / str(run)):
+        if (candidate / DB).is_file():
+            return candidate
+    raise StoreError(f"no run {run!r} (looked in {runs_dir} and at the path itself)")
+
+
 class Store:
     """One run's records. Written by one thread of one process; read by anyone.
 
