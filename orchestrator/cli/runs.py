@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.tree import Tree
@@ -12,18 +12,27 @@ from rich.tree import Tree
 from orchestrator.cli.common import RunArg, RunsDir, out, say
 from orchestrator.cli.common import runs_dir as _runs
 from orchestrator.errors import StoreError
-from orchestrator.program import Program
+from orchestrator.runs.snapshot import ProgramFacts, read_facts
 from orchestrator.runs.store import Store, find_run
 
+if TYPE_CHECKING:
+    from orchestrator.program import Program
 
-def open_run(run: str, folder: Path | None) -> tuple[Store, Program]:
-    """A run's store and the program it evolves, read from the run folder alone (the copy made
-    at start), so a run reads wherever its folder lies and wherever its program went.
+
+def open_run(run: str, folder: Path | None) -> tuple[Store, ProgramFacts]:
+    """A run's store and its program's name and metric, read from the run folder alone (the
+    copy made at start), so a run reads wherever its folder lies and wherever its program went.
 
     Raises:
         StoreError: no such run.
-        ConfigError: its program's manifest does not load.
+        ConfigError: its program's manifest does not read.
     """
+    store = Store(find_run(run, _runs(folder)))
+    return store, read_facts(store.program_root())
+
+
+def open_run_whole(run: str, folder: Path | None) -> tuple[Store, Program]:
+    """As :func:`open_run`, with the program's whole manifest (``report``, ``gc``)."""
     from orchestrator.runs.snapshot import read_program
 
     store = Store(find_run(run, _runs(folder)))
@@ -142,7 +151,7 @@ def report(run: RunArg, runs_dir: RunsDir = None,
     """Write the run's static HTML report (curve, statuses, lineage, diffs) and say where."""
     from orchestrator.runs.report import write_report
 
-    store, program = open_run(run, runs_dir)
+    store, program = open_run_whole(run, runs_dir)
     print(write_report(store, program, out))
 
 
@@ -154,7 +163,7 @@ def gc(run: RunArg, runs_dir: RunsDir = None,
     from orchestrator.runs.gc import collect
     from orchestrator.runs.lock import RunLock
 
-    store, program = open_run(run, runs_dir)
+    store, program = open_run_whole(run, runs_dir)
     lock = RunLock(store.folder)  # never collect under a live driver
     keep_all = tuple(keep or ()) + tuple(json.loads(store.run_info()["config"])["keep"])
     backend = LocalBackend.connect()

@@ -14,11 +14,18 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.errors import ConfigError
-from orchestrator.program import MANIFEST, Manifest, Program
-from orchestrator.toml_model import load_toml_model
+from orchestrator.outcomes import Goal
+
+if TYPE_CHECKING:
+    from orchestrator.program import Program
+
+MANIFEST = "program.toml"
 
 COPY = "program"
 """The copy's folder, relative to the run folder (what the store records)."""
@@ -57,7 +64,80 @@ def read_program(root: Path) -> Program:
     Raises:
         ConfigError: no manifest, or an invalid one.
     """
+    from orchestrator.program import Manifest, Program
+    from orchestrator.toml_model import load_toml_model
+
     root = Path(root).resolve()
     if not (root / MANIFEST).is_file():
         raise ConfigError(f"{root} is not a program: it has no {MANIFEST}")
     return Program(root, load_toml_model(Manifest, root / MANIFEST))
+
+
+class MetricFacts(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def goal(self) -> Goal: ...
+
+    @property
+    def noise(self) -> float | None: ...
+
+
+class ManifestFacts(Protocol):
+    @property
+    def metric(self) -> MetricFacts: ...
+
+
+class ProgramFacts(Protocol):
+    """What the readers of a run need of its program: its name and its metric. A ``Program``
+    is one; :func:`read_facts` makes a light one."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def manifest(self) -> ManifestFacts: ...
+
+
+@dataclass(frozen=True)
+class _Metric:
+    name: str
+    goal: Goal
+    noise: float | None
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    metric: _Metric
+
+
+@dataclass(frozen=True)
+class _Facts:
+    root: Path
+    name: str
+    manifest: _Manifest
+
+
+def read_facts(root: Path) -> ProgramFacts:
+    """The program's name and metric from its manifest, read with ``tomllib`` alone: what
+    ``status``, ``best``, ``show`` and ``lineage`` need, without building the manifest's models
+    (the copy was checked whole when the run started).
+
+    Raises:
+        ConfigError: no manifest, or one without these keys.
+    """
+    path = Path(root) / MANIFEST
+    try:
+        data = tomllib.loads(path.read_text())
+        metric = data["metric"]
+        goal = metric["goal"]
+        if goal not in ("minimize", "maximize"):
+            raise ValueError(f"metric.goal {goal!r}")
+        noise = metric.get("noise")
+        facts = _Metric(str(metric["name"]), goal, float(noise) if noise is not None else None)
+        return _Facts(Path(root), str(data["program"]["name"]), _Manifest(facts))
+    except FileNotFoundError:
+        raise ConfigError(f"{root} is not a program: it has no {MANIFEST}") from None
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the program's name and metric: {exc}") from None

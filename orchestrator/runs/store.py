@@ -25,14 +25,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.checkpoints import checkpoint
 from orchestrator.errors import StoreError
-from orchestrator.generators.base import GenerationCall
-from orchestrator.result import Status, VariantResult
+from orchestrator.outcomes import Status
 from orchestrator.runs.rows import EvalRow, VariantRecord, VariantRow
 from orchestrator.runs.schema import DB, connect
+
+if TYPE_CHECKING:  # the readers (``selfprog status``) start without the models
+    from orchestrator.generators.base import GenerationCall
+    from orchestrator.result import VariantResult
 
 _EVALS = ("SELECT e.id, e.variant_id, e.seed, e.purpose, e.state, e.attempts, e.status, "
           "e.metric, e.duration_s, e.finished, json_extract(e.result, '$.error') AS error, "
@@ -177,7 +180,11 @@ class Store:
                      outcome: str, variant_id: str | None, rejection: str | None) -> int | None:
         if call is None and outcome == "variant":
             return None  # the seed: no model wrote it
-        c = call or GenerationCall(backend="?", model="?", prompt="", response="")
+        if call is None:
+            from orchestrator.generators.base import GenerationCall
+
+            call = GenerationCall(backend="?", model="?", prompt="", response="")
+        c = call
         cur = db.execute(
             "INSERT INTO generation_calls (created, backend, model, parent_id, outcome, "
             "variant_id, rejection, error, latency_s, tokens_in, tokens_out, tokens_reasoning, "

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.program import Program
-from orchestrator.result import Goal
+from orchestrator.outcomes import Goal
 from orchestrator.runs.store import Store, VariantRow
+
+if TYPE_CHECKING:
+    from orchestrator.runs.snapshot import ProgramFacts
 
 
 BEST_DIFF = "best.diff"
@@ -59,7 +61,7 @@ def tokens_line(gen: dict[str, Any]) -> str:
     return line
 
 
-def summarize(store: Store, program: Program) -> dict[str, Any]:
+def summarize(store: Store, program: ProgramFacts) -> dict[str, Any]:
     metric = program.manifest.metric
     info = store.run_info()
     noise = metric.noise if metric.noise is not None else info["noise"]
@@ -84,7 +86,7 @@ def summarize(store: Store, program: Program) -> dict[str, Any]:
     }
 
 
-def write_outputs(store: Store, program: Program, summary_md: Path | None = None
+def write_outputs(store: Store, program: ProgramFacts, summary_md: Path | None = None
                   ) -> dict[str, Any]:
     """Write ``summary.json``, ``summary.md`` and ``best.diff`` into the run folder (no
     ``best.diff`` when no variant beat the seed).
