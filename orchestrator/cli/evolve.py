@@ -76,11 +76,12 @@ def evolve(
                               exit_code=stop.exit_code) from None
     result, s = done.outcome, done.summary
     best = s["best"]
-    out.print(f"finished ({result.reason}): best {s['metric']} "
-              f"{best['value'] if best else '—'} ({best['id'] if best else '—'}), seed "
-              f"{s['seed']['value']}, slot use {result.utilisation:.0%}")
     diff = done.folder / BEST_DIFF
-    out.print(f"report: {done.report}")
-    out.print(f"best diff: {diff}" if diff.is_file() else
-              "best diff: none (no variant beat the seed)")
-    out.print(f"summary: {done.folder / 'summary.json'}")
+    for line in (f"finished ({result.reason}): best {s['metric']} "
+                 f"{best['value'] if best else '—'} ({best['id'] if best else '—'}), seed "
+                 f"{s['seed']['value']}, slot use {result.utilisation:.0%}",
+                 f"report: {done.report}",
+                 f"best diff: {diff}" if diff.is_file() else
+                 "best diff: none (no variant beat the seed)",
+                 f"summary: {done.folder / 'summary.json'}"):
+        out.print(line, markup=False)

@@ -101,11 +101,14 @@ def create_run(cfg: EvolveConfig, program: Program) -> Opened:
     a run that resumes or a staging folder that the next start of that id removes.
 
     Raises:
-        StoreError: the run id exists (resume it), or another process is creating it.
+        StoreError: the run id exists (resume it).
+        RunLockedError: a live process drives a run of that id (the message names its pid).
     """
     run_id = cfg.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     folder = cfg.runs_dir / run_id
     if folder.exists():
+        if held(folder):
+            RunLock(folder)  # raises RunLockedError naming the live driver's pid
         if (folder / DB).exists() and not _never_started(folder):
             raise StoreError(f"run {run_id} exists in {cfg.runs_dir}: resume it with --resume "
                              f"{run_id}, or choose another run_id")

@@ -161,10 +161,16 @@ def test_a_second_driver_of_a_live_run_is_refused_naming_the_pid_and_touches_not
     second = resume(runs, run_id)
     assert second.returncode == 1, second.stderr
     assert f"being driven by process {first.pid}" in second.stderr
+    restart = start(program.root, runs, run_id, "--variants", "2")  # a new start of its id
+    _o, restart_err = restart.communicate(timeout=120)
+    assert restart.returncode == 1 and f"process {first.pid}" in restart_err, restart_err
     still = {c.id for c in docker_client.containers.list(
         all=True, filters={"label": f"{LABEL_RUN}={run_id}"})}
     assert live & still or first.poll() is not None, "the second driver swept the first's"
-    _out, err = first.communicate(timeout=300)
+    out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert "already finished" not in err
+    # the closing result lines are data (stdout); progress and messages are stderr
+    assert out.startswith("finished (variant budget)") and "\nreport: " in out, out
+    assert "finished (" not in err and "report: " not in err
     assert_finished_exactly_once(runs, run_id)
