@@ -112,6 +112,8 @@ def create_run(cfg: EvolveConfig, program: Program) -> Opened:
         if (folder / DB).exists() and not _never_started(folder):
             raise StoreError(f"run {run_id} exists in {cfg.runs_dir}: resume it with --resume "
                              f"{run_id}, or choose another run_id")
+        if not (folder / DB).exists() and any(folder.iterdir()):
+            raise StoreError(f"{folder} exists and is not a run: choose another run_id")
         shutil.rmtree(folder)  # an empty folder, or the debris of an older selfprog's kill
     cfg.runs_dir.mkdir(parents=True, exist_ok=True)
     for debris in cfg.runs_dir.glob(f".{run_id}.creating-*"):
@@ -125,7 +127,14 @@ def create_run(cfg: EvolveConfig, program: Program) -> Opened:
         store.init_run(rel, cfg.model_dump_json(), program_hash(program.root))
     finally:
         store.close()
-    os.rename(staging, folder)
+    try:
+        os.rename(staging, folder)
+    except OSError as exc:  # another process made a run of this id meanwhile
+        lock.release()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StoreError(f"run {run_id} appeared in {cfg.runs_dir} while this one was being "
+                         f"created ({exc.strerror}): resume it, or choose another run_id"
+                         ) from None
     return Opened(cfg, Store(folder), program, lock, new=True)
 
 

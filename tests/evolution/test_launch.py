@@ -188,3 +188,15 @@ def test_an_engine_missing_at_start_leaves_no_run_behind(tmp_path):
                           timeout=120, check=False)
     assert done.returncode == 3, done.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_run_id_naming_a_folder_that_is_not_a_run_never_deletes_it(tmp_path):
+    program = make_program(tmp_path / "prog")
+    runs = tmp_path / "runs"
+    (runs / "mine").mkdir(parents=True)
+    (runs / "mine" / "notes.txt").write_text("keep me")
+    cfg = load_config(None, {"program": str(program.root), "run_id": "mine",
+                             "runs_dir": str(runs)})
+    with pytest.raises(StoreError, match="is not a run"):
+        create_run(cfg, program)
+    assert (runs / "mine" / "notes.txt").read_text() == "keep me"

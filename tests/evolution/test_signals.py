@@ -151,7 +151,7 @@ def test_a_second_driver_of_a_live_run_is_refused_naming_the_pid_and_touches_not
     program = write_quick_program(tmp_path / "quick", train_s=2.0, eval_s=0.2,
                                   nonce=f"two drivers {time.time()}")
     runs, run_id = tmp_path / "runs", "two-drivers"
-    first = start(program.root, runs, run_id, "--variants", "2")
+    first = start(program.root, runs, run_id, "--variants", "1")
     deadline = time.monotonic() + 120
     while not containers_running(docker_client, run_id):
         assert first.poll() is None and time.monotonic() < deadline
