@@ -57,7 +57,13 @@ def connect(path: Path) -> sqlite3.Connection:
     (version,) = db.execute("PRAGMA user_version").fetchone()
     (tables,) = db.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'").fetchone()
     if version in _MIGRATIONS and tables != 0:
-        version = _migrate(db, version)
+        try:
+            version = _migrate(db, version)
+        except sqlite3.OperationalError as exc:  # e.g. a read-only copy of an older run
+            db.close()
+            raise StoreError(f"{path.parent} was written by an older selfprog (schema "
+                             f"{version}) and cannot be brought to schema {SCHEMA_VERSION} "
+                             f"here: {exc}") from None
     if version != SCHEMA_VERSION and (version != 0 or tables != 0):
         db.close()
         age = "an older" if version < SCHEMA_VERSION else "a newer"
