@@ -11,7 +11,7 @@ from rich.tree import Tree
 
 from orchestrator.cli.common import RunArg, RunsDir, out, say
 from orchestrator.cli.common import runs_dir as _runs
-from orchestrator.errors import StoreError
+from orchestrator.errors import SelfprogError, StoreError
 from orchestrator.runs.snapshot import ProgramFacts, read_facts
 from orchestrator.runs.store import Store, find_run
 
@@ -48,8 +48,12 @@ def status(run: Annotated[str | None, typer.Argument(help="A run; omitted: list 
         where = _runs(runs_dir)
         found = where.glob("*/run.db")  # not .RUN.creating-PID: a run being made
         for folder in sorted(p for p in found if not p.parent.name.startswith(".")):
-            store, program = open_run(str(folder.parent), where)
-            s = summarize(store, program)
+            try:
+                store, program = open_run(str(folder.parent), where)
+                s = summarize(store, program)
+            except SelfprogError as exc:  # one unreadable run does not hide the others
+                say(f"{folder.parent.name}: not readable: {exc}")
+                continue
             best = s["best"]["value"] if s["best"] else "—"
             out.print(f"{s['run']}  {s['program']}  {s['state']}  {s['counts']['variants']} "
                       f"variants  best {s['metric']} {best}", markup=False)

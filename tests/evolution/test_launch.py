@@ -200,3 +200,14 @@ def test_a_run_id_naming_a_folder_that_is_not_a_run_never_deletes_it(tmp_path):
     with pytest.raises(StoreError, match="is not a run"):
         create_run(cfg, program)
     assert (runs / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_the_run_list_goes_on_past_a_run_it_cannot_read(tmp_path):
+    folder, _program = made_run(tmp_path, [2.0])
+    from orchestrator.runs.store import Store
+
+    Store(folder.parent / "a-broken", create=True).close()  # tables, no run row
+    listed = CliRunner().invoke(app, ["status", "--runs-dir", str(folder.parent)])
+    assert listed.exit_code == 0
+    assert listed.stdout.startswith("r1  fake  finished")
+    assert "a-broken: not readable" in listed.stderr
