@@ -23,6 +23,7 @@ from orchestrator.evolution.slots import Slot
 from orchestrator.generators.mutate import MutateGenerator
 from orchestrator.program import Program
 from orchestrator.runs.report import write_report
+from orchestrator.runs.store import Store
 from orchestrator.runs.summary import write_outputs
 
 from .fakes import FakeGenerator, FakeRunner, make_program
@@ -204,8 +205,6 @@ def test_a_run_id_naming_a_folder_that_is_not_a_run_never_deletes_it(tmp_path):
 
 def test_the_run_list_goes_on_past_a_run_it_cannot_read(tmp_path):
     folder, _program = made_run(tmp_path, [2.0])
-    from orchestrator.runs.store import Store
-
     Store(folder.parent / "a-broken", create=True).close()  # tables, no run row
     listed = CliRunner().invoke(app, ["status", "--runs-dir", str(folder.parent)])
     assert listed.exit_code == 0
