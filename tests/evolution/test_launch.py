@@ -17,13 +17,14 @@ from typer.testing import CliRunner
 from orchestrator.cli.app import app
 from orchestrator.errors import ConfigError, NoProposalsError, StoreError
 from orchestrator.evolution.config import load_config
-from orchestrator.evolution.launch import create_run, find_run, resume_run, run_evolution
+from orchestrator.evolution.launch import run_evolution
 from orchestrator.evolution.loop import Evolution
+from orchestrator.evolution.opening import create_run, resume_run
 from orchestrator.evolution.slots import Slot
 from orchestrator.generators.mutate import MutateGenerator
 from orchestrator.program import Program
 from orchestrator.runs.report import write_report
-from orchestrator.runs.store import Store
+from orchestrator.runs.store import Store, find_run
 from orchestrator.runs.summary import write_outputs
 
 from .fakes import FakeGenerator, FakeRunner, make_program
