@@ -113,7 +113,7 @@ def test_a_run_killed_inside_its_first_transaction_is_nothing_and_its_id_starts_
     runs = tmp_path / "runs"
     marker = tmp_path / "paused"
     code = ("import sys\nfrom orchestrator.evolution.config import load_config\n"
-            "from orchestrator.evolution.launch import create_run\n"
+            "from orchestrator.evolution.opening import create_run\n"
             "from orchestrator.program import Program\n"
             f"cfg = load_config(None, {{'program': {str(program.root)!r}, 'run_id': 'x', "
             f"'runs_dir': {str(runs)!r}}})\n"
