@@ -173,9 +173,9 @@ Target: `status` of a 2,000-variant run under 0.5 s. `status` reads counts, the 
 with SQL aggregates (`Store.counts`, `Store.best_admitted`), never a table whole, and the
 program's name and metric with `tomllib` (no manifest models): its own work is the in-process
 figure above. The rest is the interpreter, the CLI's imports and Typer, which builds a pydantic
-`TypeAdapter` per parameter when a command runs (pydantic's import alone is about 0.1 s). Not
-shown met here: on this machine, this loaded, even `python -c pass` takes several times its idle
-time; measure again on an idle one.
+`TypeAdapter` per parameter when a command runs (pydantic's import alone is about 0.1 s). The
+target is not shown met here: on this machine, this loaded, even `python -c pass` takes several
+times its idle time; measure again on an idle one.
 """
 
 
