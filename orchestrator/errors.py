@@ -65,9 +65,14 @@ class NoProposalsError(SelfprogError):
 
 
 class Interrupted(SelfprogError):
-    """The user stopped a run (Ctrl-C); it resumes from its store."""
+    """SIGINT (Ctrl-C) or SIGTERM stopped a run; it resumes from its store. The exit code is
+    128 + the signal's number: 130 for SIGINT, 143 for SIGTERM."""
 
     exit_code = 130
+
+    def __init__(self, message: str, *, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class StoreError(SelfprogError):

@@ -7,29 +7,13 @@ no metric and ``Score.of`` ranks it worst, so selection never special-cases fail
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Goal = Literal["minimize", "maximize"]
-"""Whether a smaller or a larger metric is better."""
+from orchestrator.outcomes import Goal, Status
 
-
-class Status(StrEnum):
-    OK = "ok"
-    """Both stages ran and the evaluator reported the metric."""
-    CRASH = "crash"
-    """The program exited non-zero or was killed by a signal other than the OOM killer."""
-    TIMEOUT = "timeout"
-    """A stage ran past its wall-clock deadline and was killed."""
-    OOM = "oom"
-    """A container hit its memory limit."""
-    INVALID = "invalid"
-    """The rules were broken: no result, a bad artifact, a protocol violation, a rejected edit."""
-    INFRA_ERROR = "infra_error"
-    """The engine failed, not the variant: retried, never blamed on the variant."""
-
+__all__ = ["Goal", "Score", "StageResult", "Status", "VariantResult"]
 
 class StageResult(BaseModel):
     """One container's run."""

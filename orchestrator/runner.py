@@ -81,6 +81,15 @@ class Backend(Protocol):
         """
         ...
 
+    def stop_run(self, run_id: str, *, settle_s: float = 10.0) -> list[str]:
+        """Stop a run for good: refuse any later container or volume of this process, wait for
+        the creations in flight, then remove everything of ``run_id``; return what was removed.
+
+        Raises:
+            EngineError: the engine could not list or remove them.
+        """
+        ...
+
     def close(self) -> None:
         """Release the connection to the engine."""
         ...

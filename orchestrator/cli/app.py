@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from orchestrator.cli import evolve, export, generate, machine, peers, runs
-from orchestrator.cli.common import exits, setup_logging
+from orchestrator.cli.common import exits, set_runs_dir, setup_logging
 
 app = typer.Typer(
     name="selfprog",
@@ -33,9 +34,13 @@ app.add_typer(export_app, name="export")
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show debug logs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    runs_dir: Annotated[Path | None, typer.Option(
+        "--runs-dir", help="Where run folders are, for every command (default ./runs; a "
+        "command's own --runs-dir wins).")] = None,
 ) -> None:
     """A self-programming AI lab: an LM rewrites ML programs; each variant runs sandboxed."""
     setup_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    set_runs_dir(runs_dir)
 
 
 def _register(target: typer.Typer, command: Callable[..., Any], name: str | None = None) -> None:

@@ -23,8 +23,32 @@ console = Console(stderr=True, soft_wrap=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run folders are.")]
+out = Console(soft_wrap=True, highlight=False)
+"""Data for a pipe or a person: status lines, the lineage tree, a run's result lines (stdout)."""
+
+RunsDir = Annotated[Path | None, typer.Option(
+    "--runs-dir", help="Where run folders are (default: the global --runs-dir, else ./runs).")]
 RunArg = Annotated[str, typer.Argument(help="Run id (a folder under --runs-dir) or path.")]
+
+_RUNS_DIR: list[Path] = []
+"""The global ``selfprog --runs-dir``, when given (set by the app's callback)."""
+
+
+def set_runs_dir(path: Path | None) -> None:
+    """Record the global ``--runs-dir`` (None: not given)."""
+    _RUNS_DIR[:] = [path] if path is not None else []
+
+
+def given_runs_dir(option: Path | None) -> Path | None:
+    """The ``--runs-dir`` given: the command's own, else the global one, else None."""
+    if option is not None:
+        return option
+    return _RUNS_DIR[0] if _RUNS_DIR else None
+
+
+def runs_dir(option: Path | None) -> Path:
+    """A command's runs folder: its own ``--runs-dir``, else the global one, else ``runs``."""
+    return given_runs_dir(option) or Path("runs")
 
 
 def say(message: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.common import say
-from orchestrator.generators.config import BACKENDS
+from orchestrator.generators import BACKENDS
 
 
 def propose(

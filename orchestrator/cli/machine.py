@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestrator.cli.common import say
-from orchestrator.result import VariantResult
+
+if TYPE_CHECKING:
+    from orchestrator.result import VariantResult
 
 
 def doctor() -> None:

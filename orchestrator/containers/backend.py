@@ -22,7 +22,9 @@ from docker.errors import APIError, ImageNotFound
 
 from orchestrator.containers import engine, sweep
 from orchestrator.containers.docker_runner import DockerRunner
+from orchestrator.containers.gate import CREATION
 from orchestrator.containers.images import Flavour, ensure_runtime
+from orchestrator.containers.sweep import VOLUME_SETTLE_S
 from orchestrator.errors import EngineError
 
 
@@ -79,6 +81,22 @@ class LocalBackend:
         """
         return sweep.sweep(self.client, run_id)
 
+    def stop_run(self, run_id: str, *, settle_s: float = VOLUME_SETTLE_S) -> list[str]:
+        """Stop a run for good: refuse every later container or volume of this process, wait for
+        the creations in flight, then remove everything labelled with ``run_id``.
+
+        After it, nothing of the run exists and nothing of it can appear (a slot thread that
+        was about to start a container is refused). :meth:`close` opens the door again.
+
+        Returns:
+            The names of the containers and volumes removed.
+
+        Raises:
+            EngineError: the engine could not list or remove them.
+        """
+        CREATION.close()
+        return sweep.sweep(self.client, run_id, only_run=True, settle_s=settle_s)
+
     def remove_image(self, tag: str) -> bool:
         """Remove an image (``selfprog gc``); one that is gone or still in use is left.
 
@@ -100,5 +118,7 @@ class LocalBackend:
         return True
 
     def close(self) -> None:
-        """Release the connection to the engine."""
+        """Release the connection to the engine (and let a later backend of this process create
+        containers again after a :meth:`stop_run`)."""
         self.client.close()
+        CREATION.reopen()

@@ -24,6 +24,7 @@ from typing import Any
 from docker.errors import APIError, DockerException
 from requests.exceptions import RequestException
 
+from orchestrator.containers.gate import CREATION
 from orchestrator.containers.hardening import LABEL_OWNER
 from orchestrator.containers.sweep import claimable, gone
 from orchestrator.containers.watchdog import Watchdog
@@ -153,6 +154,11 @@ def create(api: Any, spec: ContainerSpec) -> str:
         ConfigError: a container of this name belongs to a live orchestrator.
         docker.errors.APIError: the engine refused.
     """
+    with CREATION.creating(spec.what, spec.variant_id):  # refused once the run is stopping
+        return _create(api, spec)
+
+
+def _create(api: Any, spec: ContainerSpec) -> str:
     kwargs = {k: v for k, v in spec.create.items() if k != "host_config"}
     kwargs.update(command=spec.command, entrypoint=spec.entrypoint, name=spec.name,
                   labels=spec.labels,

@@ -36,6 +36,7 @@ from orchestrator.containers import hardening as hard
 from orchestrator.containers import problem_image
 from orchestrator.containers.container import ContainerSpec, hardened
 from orchestrator.containers.engine import gpu_runtime
+from orchestrator.containers.gate import CREATION
 from orchestrator.containers.images import Flavour, ensure_runtime
 from orchestrator.containers.stage import Stage, StageOutcome, StageSpec, run_stage
 from orchestrator.containers.sweep import claimable
@@ -266,11 +267,13 @@ class DockerRunner:
         name = hard.container_name(request.run_id, request.variant.id, request.seed, what, attempt)
         size = size or request.variant.program.manifest.resources.disk_bytes
         try:
-            self._claim_volume(name, request.variant.id)
-            return self.client.volumes.create(
-                name=name, driver="local", labels=hard.labels(request.run_id, request.variant.id,
-                                                              what),
-                driver_opts={"type": "tmpfs", "device": "tmpfs", "o": f"size={size},uid=10001"})
+            with CREATION.creating(f"the {what} volume", request.variant.id):
+                self._claim_volume(name, request.variant.id)
+                return self.client.volumes.create(
+                    name=name, driver="local",
+                    labels=hard.labels(request.run_id, request.variant.id, what),
+                    driver_opts={"type": "tmpfs", "device": "tmpfs",
+                                 "o": f"size={size},uid=10001"})
         except docker.errors.DockerException as exc:
             raise InfraError(f"cannot create the {what} volume: {exc}",
                              variant_id=request.variant.id) from None

@@ -7,18 +7,23 @@ Docker code and starts no engine.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import secrets
-import time
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.errors import ConfigError, Interrupted, NoProposalsError, StoreError
-from orchestrator.evolution.config import EvolveConfig, load_config
+from orchestrator.errors import (
+    ConfigError,
+    Interrupted,
+    NoProposalsError,
+    SelfprogError,
+)
+from orchestrator.evolution.config import EvolveConfig
 from orchestrator.evolution.loop import Evolution, Outcome
+from orchestrator.evolution.opening import Opened, create_run, load_run_config, resume_run
+from orchestrator.evolution.signals import Forced, Stopped, trapped
 from orchestrator.evolution.slots import plan_slots
 from orchestrator.generators.auto import make_generator
 from orchestrator.program import Program
@@ -26,7 +31,7 @@ from orchestrator.runner import Backend
 from orchestrator.runs.mlflow_export import MlflowTracker
 from orchestrator.runs.report import write_report
 from orchestrator.runs.step_summary import StepSummary
-from orchestrator.runs.store import DB, Store
+from orchestrator.runs.store import Store
 from orchestrator.runs.summary import write_outputs
 from orchestrator.task import TASK_FILE
 
@@ -76,43 +81,15 @@ class Finished:
     summary: dict
 
 
-def find_run(run: str | Path, runs_dir: Path = Path("runs")) -> Path:
-    """A run folder from its id (under ``runs_dir``) or its path.
-
-    Raises:
-        StoreError: no such run.
-    """
-    for candidate in (Path(run), runs_dir / str(run)):
-        if (candidate / DB).is_file():
-            return candidate
-    raise StoreError(f"no run {run!r} (looked in {runs_dir} and at the path itself)")
-
-
-def open_run(config: Path | None, overrides: dict[str, Any], resume: str | None
-             ) -> tuple[EvolveConfig, Store, Program]:
-    """Create a run from a config, or reopen one with its stored config (plus overrides)."""
-    if resume is not None:
-        store = Store(find_run(resume, load_config(config, overrides).runs_dir))
-        stored = json.loads(store.run_info()["config"])
-        cfg = load_config(None, overrides, base=stored)
-        return cfg, store, Program.load(cfg.program)
-    cfg = load_config(config, overrides)
-    program = Program.load(cfg.program)
-    cfg = cfg.model_copy(update={"program": program.root})
-    run_id = cfg.run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    folder = cfg.runs_dir / run_id
-    if (folder / DB).exists():
-        raise StoreError(f"run {run_id} exists in {cfg.runs_dir}: resume it with --resume "
-                         f"{run_id}, or choose another run_id")
-    store = Store(folder, create=True)
-    store.init_run(program.root, cfg.model_dump_json())
-    return cfg, store, program
-
-
 def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Backend,
                   resume: str | None = None, summary_md: StepSummary | None = None,
-                  observer: Observer | None = None) -> Finished:
+                  observer: Observer | None = None, accept_changed_program: bool = False
+                  ) -> Finished:
     """Run (or resume) an evolution to its budget; write the summary, best.diff and report.
+
+    Everything that can fail before the first variant (config, program, generator, slot plan,
+    engine, runtime image) is checked before the run is created, so a failed start leaves no
+    run behind. SIGINT and SIGTERM stop the run cleanly (see ``orchestrator.evolution.signals``).
 
     Args:
         config: a TOML config; None runs on the embedded defaults.
@@ -122,51 +99,131 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         summary_md: told the run's folder once it exists and why the loop stopped, so it can
             write the job summary whatever happens (``--summary-md``).
         observer: told when the run starts, after each step, and when it stops.
+        accept_changed_program: resume although the program's files changed (recorded).
 
     Raises:
-        ConfigError: a bad config, program or slot plan (exit code 2).
+        ConfigError: a bad config, program or slot plan, or a changed program (exit code 2).
         EngineError: the engine or the images failed (exit code 3).
-        StoreError: the run to resume does not exist (exit code 1).
-        Interrupted: Ctrl-C; the run's containers are removed and it resumes later (exit 130).
+        StoreError: the run to resume does not exist, or another process drives it (exit 1).
+        NoProposalsError: the generator can propose nothing for this program (exit code 5).
+        Interrupted: SIGINT (exit 130) or SIGTERM (exit 143); the run's containers are removed,
+            it is marked ``interrupted`` and resumes later.
     """
-    cfg, store, program = open_run(config, overrides, resume)
-    if summary_md is not None:
-        summary_md.attach(store.folder, program)
-    if cfg.tracking.mlflow:
-        observer = Both(observer, MlflowTracker(store.folder, program, cfg.tracking.mlflow_uri))
-    no_proposals: str | None = None
-    try:
-        generator = make_generator(cfg.generator)
-        check_generator(generator)
-        check_from_spec(cfg, program, generator.name)
-        slots = plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)), backend.host_gpus())
-        runner = backend.runner(gpu=any(s.gpu_ids for s in slots))
-        evolution = Evolution(cfg, store, program, runner, generator, slots, sweep=backend.sweep)
-        log.info("run %s: %s, %d slot(s), folder %s", store.run_id, program.name, len(slots),
-                 store.folder)
-        if observer is not None:
-            observer.start(evolution)
+    opened: Opened | None = None
+    evolution: Evolution | None = None
+    with trapped():
         try:
-            outcome = evolution.run(observer.tick if observer is not None else None)
+            cfg, program, folder = load_run_config(config, overrides, resume)
+            if folder is not None:
+                opened = resume_run(cfg, program, folder,
+                                    accept_changed_program=accept_changed_program)
+            generator = make_generator(cfg.generator)
+            check_generator(generator)
+            check_from_spec(cfg, program, generator.name)
+            check_can_propose(generator, program)
+            slots = plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)),
+                               backend.host_gpus())
+            runner = backend.runner(gpu=any(s.gpu_ids for s in slots))
+            if opened is None:
+                opened = create_run(cfg, program)
+            store = opened.store
+            if summary_md is not None:
+                summary_md.attach(store.folder, program)
+            if cfg.tracking.mlflow:
+                observer = Both(observer, MlflowTracker(store.folder, program,
+                                                        cfg.tracking.mlflow_uri))
+            evolution = Evolution(cfg, store, program, runner, generator, slots,
+                                  sweep=backend.sweep)
+            log.info("run %s: %s, %d slot(s), folder %s", store.run_id, program.name,
+                     len(slots), store.folder)
+            outcome = _drive(evolution, observer)
+            summary = write_outputs(store, program, reason=outcome.reason)
+            if summary_md is not None:
+                summary_md.stopped(outcome.reason)
+            report = write_report(store, program)
+            no_proposals = _nothing_proposed(store)
+        except Stopped as stop:
+            raise _stopped(stop, opened, evolution, backend) from None
+        except Exception:
+            if opened is not None:
+                _failed(opened)
+            raise
         finally:
-            if observer is not None:
-                observer.stop()
-        summary = write_outputs(store, program, reason=outcome.reason)
-        if summary_md is not None:
-            summary_md.stopped(outcome.reason)
-        report = write_report(store, program)
-        no_proposals = _nothing_proposed(store)
-    except KeyboardInterrupt:  # stop this run's containers now; pending work waits for --resume
-        backend.sweep(store.run_id)
-        store.set_run(state="interrupted")
-        raise Interrupted(f"interrupted: resume with selfprog evolve --resume {store.run_id}"
-                          ) from None
-    finally:
-        store.close()
+            if opened is not None:
+                opened.store.close()
+                opened.lock.release()
     if no_proposals is not None:
         raise NoProposalsError(f"{no_proposals}; stopped: {outcome.reason}; the run is stored: "
                                f"{report}")
     return Finished(outcome, store.folder, report, summary)
+
+
+def _drive(evolution: Evolution, observer: Observer | None) -> Outcome:
+    if observer is not None:
+        observer.start(evolution)
+    try:
+        return evolution.run(observer.tick if observer is not None else None)
+    finally:
+        if observer is not None:
+            observer.stop()
+
+
+def _stopped(stop: Stopped, opened: Opened | None, evolution: Evolution | None,
+             backend: Backend) -> Interrupted:
+    """Clean up after SIGINT/SIGTERM: no slot starts anything more, every container and volume
+    of the run goes, the run is marked ``interrupted`` and its summaries are written. A second
+    signal (:class:`Forced`) cuts this to the removal alone."""
+    if opened is None:
+        return Interrupted(f"interrupted ({stop.name}) before the run was created: nothing "
+                           "was stored", exit_code=stop.exit_code)
+    store = opened.store
+    try:
+        if evolution is not None:
+            evolution.pool.close()
+        backend.stop_run(store.run_id)
+        if evolution is not None:  # the slots' runs end as their containers vanish
+            evolution.pool.join(timeout=30.0)
+        backend.stop_run(store.run_id)  # volumes their containers held until now
+        store.set_run(state="interrupted")
+        store.note("interrupted", f"{stop.name}: stopped, containers removed")
+        write_outputs(store, opened.program, reason=f"interrupted ({stop.name})")
+        write_report(store, opened.program)
+    except Forced:
+        backend.stop_run(store.run_id, settle_s=3.0)
+        store.set_run(state="interrupted")
+        store.note("interrupted", f"{stop.name}, then a second signal: containers removed, "
+                   "summaries skipped")
+    return Interrupted(f"interrupted ({stop.name}): the run's containers are removed; resume "
+                       f"with: selfprog evolve --resume {store.run_id} --runs-dir "
+                       f"{store.folder.parent}", exit_code=stop.exit_code)
+
+
+def _failed(opened: Opened) -> None:
+    """A run that raised: a new one with nothing recorded is removed (a failed start leaves
+    no run behind); any other is marked ``failed`` (it resumes) with its summaries written."""
+    store = opened.store
+    if opened.new and store.seed_variant() is None:
+        store.close()
+        shutil.rmtree(store.folder, ignore_errors=True)
+        return
+    store.set_run(state="failed")
+    try:
+        write_outputs(store, opened.program, reason="failed")
+    except (OSError, SelfprogError) as exc:  # the error that stopped the run is the one to see
+        log.warning("the summaries of the failed run were not written: %s", exc)
+
+
+def check_can_propose(generator: object, program: Program) -> None:
+    """A generator that can tell it will never propose anything for this program (``mutate``
+    on a program that declares no search setting) stops the run before it starts.
+
+    Raises:
+        NoProposalsError: with the generator's reason.
+    """
+    cannot = getattr(generator, "cannot_propose", None)
+    reason = cannot(program) if callable(cannot) else None
+    if reason:
+        raise NoProposalsError(f"nothing to evolve: {reason}")
 
 
 SPEC_WRITERS = ("hf", "openai")

@@ -29,6 +29,7 @@ from orchestrator.checkpoints import checkpoint
 from orchestrator.errors import ConfigError
 from orchestrator.evolution import feedback
 from orchestrator.evolution.config import EvolveConfig
+from orchestrator.evolution.noise import NoiseFloor
 from orchestrator.evolution.selection import Candidate, Population, Verdict, make_strategy
 from orchestrator.evolution.slots import Done, Job, Slot, SlotPool
 from orchestrator.generators.base import (
@@ -101,7 +102,9 @@ class Evolution:
         self.durations: list[float] = []
         self.stop_reason: str | None = None
         self._seed_id: str | None = None
-        self._noise: float | None = store.run_info()["noise"]
+        self.floor = NoiseFloor(program.manifest.metric.noise)
+        """Rebuilt on resume as the settled variants are offered again, in the same order."""
+        self._stored_noise: float | None = store.run_info()["noise"]
 
     # --- the loop ------------------------------------------------------------------------
     def run(self, on_tick: Callable[[Evolution], None] | None = None) -> Outcome:
@@ -232,18 +235,21 @@ class Evolution:
         vid, evs = record.variant.id, record.evaluations
         found = [m for m in record.metrics if m is not None]
         value = statistics.fmean(found) if len(found) == len(evs) else None
-        noise, measured = self.noise, None
-        if vid == self.seed_id and noise is None and len(found) > 1 and value is not None:
-            noise = measured = statistics.stdev(found)
+        if value is not None and len(found) > 1:  # the seed's noise seeds, or a recheck
+            self.floor.add(vid, found)
+        best = self.population.best
+        noise = self.floor.at(best.value if best is not None else value)
         verdict = self.population.consider(Candidate(vid, value, len(evs), record.variant.idx),
                                            noise)
         recheck = max(e.seed for e in evs) + 1 if verdict is Verdict.RECHECK else None
+        now = self.noise  # near the best, after this verdict
+        measured = now if now is not None and now != self._stored_noise else None
         follow_up = self.store.set_verdict(vid, verdict.value, value, noise=measured,
                                            recheck_seed=recheck)
+        if measured is not None:
+            self._stored_noise = measured
         self.judged[vid] = VariantRecord(
             dataclasses.replace(record.variant, verdict=verdict.value, value=value), evs)
-        if measured is not None:
-            self._noise = measured
         best = self.population.best
         if verdict is Verdict.ADMITTED and best is not None and best.variant_id == vid:
             self.crown(evs[0].folder / "artifacts")
@@ -377,9 +383,10 @@ class Evolution:
 
     @property
     def noise(self) -> float | None:
-        """The program's noise floor, or the one this run measured from the seed (None before)."""
-        known = self.program.manifest.metric.noise
-        return known if known is not None else self._noise
+        """The noise floor near the best so far: the program's declared one, or the one this
+        run measures (``orchestrator.evolution.noise``); None before any variant ran twice."""
+        best = self.population.best
+        return self.floor.at(best.value if best is not None else None)
 
 
 def _check_editable(proposal: Proposal, parent: dict[str, str], seen: set[str]) -> str | None:

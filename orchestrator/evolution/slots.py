@@ -90,6 +90,7 @@ class SlotPool:
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._done: queue.Queue[Done] = queue.Queue()
         self._order = itertools.count()
+        self._closed = False
         self.busy_s = [0.0] * len(self.slots)
         self.started = time.monotonic()
         self._threads = [threading.Thread(target=self._work, args=(s,), daemon=True,
@@ -126,7 +127,9 @@ class SlotPool:
         return (sum(self.busy_s) + live) / (wall * len(self.slots)) if wall > 0 else 0.0
 
     def close(self) -> None:
-        """Stop the workers once their current job ends (queued jobs are dropped)."""
+        """Stop the workers once their current job ends (queued jobs are dropped, and a job a
+        worker took but has not started is not started)."""
+        self._closed = True
         while True:
             try:
                 self._jobs.get_nowait()
@@ -135,10 +138,21 @@ class SlotPool:
         for _ in self._threads:
             self._jobs.put((math.inf, next(self._order), None))
 
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s in all for the workers to end (after :meth:`close`).
+
+        Returns:
+            True when every worker has ended.
+        """
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
     def _work(self, slot: Slot) -> None:
         while True:
             _prio, _n, job = self._jobs.get()
-            if job is None:
+            if job is None or self._closed:
                 return
             if not self.gate():
                 self._done.put(Done(job, slot.index))

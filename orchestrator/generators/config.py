@@ -5,16 +5,14 @@ One frozen model per backend, nested under :class:`GeneratorConfig`; a misspelt 
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import Field, model_validator
 
+from orchestrator.generators import BACKENDS, Backend
 from orchestrator.toml_model import Frozen
 
-Backend = Literal["auto", "hf", "openai", "self", "mutate"]
-"""The generator backends: the one list. The factory's table, its error messages and the CLI's
-help text are derived from it."""
-BACKENDS: tuple[str, ...] = get_args(Backend)
+__all__ = ["BACKENDS", "Backend"]
 
 
 class PromptConfig(Frozen):

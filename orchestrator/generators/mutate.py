@@ -27,7 +27,7 @@ from orchestrator.generators.config import MutateConfig, ValidationConfig
 from orchestrator.generators.edits.validate import accept, rejected
 from orchestrator.generators.searchspace import Setting, draw, find_settings, render, substitute
 from orchestrator.peers import regions
-from orchestrator.program import variant_hash
+from orchestrator.program import Program, variant_hash
 
 
 class MutateGenerator:
@@ -39,6 +39,19 @@ class MutateGenerator:
                  limits: ValidationConfig = ValidationConfig()):
         self.config = config
         self.limits = limits
+
+    def cannot_propose(self, program: Program) -> str | None:
+        """Why this generator can never propose anything for ``program`` (none of its editable
+        Python files declares a search setting), or None. Mutations keep the declarations, so
+        what the shipped files lack no variant will have: the run stops before it starts."""
+        files = program.source_files()
+        if any(find_settings(path, text, undeclared=self.config.undeclared)
+               for path, text in sorted(files.items()) if path.endswith(".py")):
+            return None
+        return (f"mutate changes only declared settings, and no editable file of program "
+                f"{program.name} ({', '.join(sorted(files))}) declares one: add a search range "
+                "to a setting, e.g. `LR = 0.1  # search: float[0.001, 1]`, or use a model "
+                "backend (--generator hf or openai)")
 
     def propose(self, request: GenerationRequest) -> list[Proposal]:
         editable = request.program.manifest.program.editable

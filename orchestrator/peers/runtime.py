@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from orchestrator.outcomes import NOT_PROTECTED as NOT_PROTECTED
 from orchestrator.peers import regions
 from orchestrator.program import Program
 
@@ -19,7 +20,6 @@ TRAIN_SCRIPT = f"{SANDBOX}/peer_train.py"
 EVAL_SCRIPT = f"{SANDBOX}/peer_eval.py"
 SERVE_SCRIPT = f"{SANDBOX}/peer_serve.py"
 SHIMS = f"{SANDBOX}/shims"
-NOT_PROTECTED = "NOT PROTECTED (isolation = shared: the variant ran in the evaluator's process)"
 
 
 def is_peer(program: Program) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.result import Status
+from orchestrator.outcomes import Status
 
 
 @dataclass(frozen=True)

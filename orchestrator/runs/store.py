@@ -25,20 +25,35 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.checkpoints import checkpoint
 from orchestrator.errors import StoreError
-from orchestrator.generators.base import GenerationCall
-from orchestrator.result import Status, VariantResult
+from orchestrator.outcomes import Status
 from orchestrator.runs.rows import EvalRow, VariantRecord, VariantRow
 from orchestrator.runs.schema import DB, connect
+
+if TYPE_CHECKING:  # the readers (``selfprog status``) start without the models
+    from orchestrator.generators.base import GenerationCall
+    from orchestrator.result import VariantResult
 
 _EVALS = ("SELECT e.id, e.variant_id, e.seed, e.purpose, e.state, e.attempts, e.status, "
           "e.metric, e.duration_s, e.finished, json_extract(e.result, '$.error') AS error, "
           "v.folder AS variant_folder "
           "FROM evaluations AS e JOIN variants AS v ON v.id = e.variant_id")
 """The error is read in SQL (a result can be large) and the folder joined (no second lookup)."""
+
+
+def find_run(run: str | Path, runs_dir: Path = Path("runs")) -> Path:
+    """A run folder from its id (under ``runs_dir``) or its path.
+
+    Raises:
+        StoreError: no such run.
+    """
+    for candidate in (Path(run), runs_dir / str(run)):
+        if (candidate / DB).is_file():
+            return candidate
+    raise StoreError(f"no run {run!r} (looked in {runs_dir} and at the path itself)")
 
 
 class Store:
@@ -65,6 +80,8 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._db.in_transaction:  # a signal landed between BEGIN and the block below
+            self._db.execute("ROLLBACK")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -75,26 +92,46 @@ class Store:
         self._db.execute("COMMIT")
 
     # --- the run -------------------------------------------------------------------------
-    def init_run(self, program: Path, config_json: str) -> None:
+    def init_run(self, program: Path | str, config_json: str, program_hash: str | None = None
+                 ) -> None:
+        """Record the run: its program (a path relative to the run folder: the copy), its
+        config and the program's hash (what a resume compares)."""
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO runs (id, created, program, config, state) "
-                       "VALUES (?, ?, ?, ?, 'running')",
-                       (self.run_id, time.time(), str(program), config_json))
+            db.execute("INSERT OR IGNORE INTO runs (id, created, program, config, state, "
+                       "program_hash) VALUES (?, ?, ?, ?, 'running', ?)",
+                       (self.run_id, time.time(), str(program), config_json, program_hash))
 
     def run_info(self) -> dict[str, Any]:
-        """id, created, program, config (JSON), state, noise and finished of the run."""
-        row = self._db.execute("SELECT id, created, program, config, state, noise, finished "
-                               "FROM runs").fetchone()
+        """id, created, program, config (JSON), state, noise, finished and program_hash."""
+        row = self._db.execute("SELECT id, created, program, config, state, noise, finished, "
+                               "program_hash FROM runs").fetchone()
         if row is None:
             raise StoreError(f"{self.folder}: the run was never started")
         return dict(row)
 
+    def program_root(self) -> Path:
+        """Where the readers load the run's program from: the copy in the run folder (a
+        relative path, so the folder may move), or the absolute path an older run recorded."""
+        return self.folder / self.run_info()["program"]
+
     def set_run(self, **fields: object) -> None:
         with self._tx() as db:
             for key, value in fields.items():
-                if key not in ("state", "noise", "finished"):
+                if key not in ("state", "noise", "finished", "program", "program_hash"):
                     raise StoreError(f"run field {key!r} cannot be set")
                 db.execute(f"UPDATE runs SET {key} = ?", (value,))
+
+    def note(self, kind: str, text: str) -> None:
+        """Record something that happened to the run as a whole (e.g. ``program-changed``,
+        ``interrupted``): it stays with the run and the readers show it."""
+        with self._tx() as db:
+            db.execute("INSERT INTO run_notes (created, kind, text) VALUES (?, ?, ?)",
+                       (time.time(), kind, text))
+
+    def notes(self) -> list[dict[str, Any]]:
+        """The run's notes, oldest first: created, kind, text."""
+        return [dict(r) for r in self._db.execute(
+            "SELECT created, kind, text FROM run_notes ORDER BY id")]
 
     # --- variants and generation calls ---------------------------------------------------
     def add_variant(self, *, vid: str, full_hash: str, parent_id: str | None,
@@ -143,7 +180,11 @@ class Store:
                      outcome: str, variant_id: str | None, rejection: str | None) -> int | None:
         if call is None and outcome == "variant":
             return None  # the seed: no model wrote it
-        c = call or GenerationCall(backend="?", model="?", prompt="", response="")
+        if call is None:
+            from orchestrator.generators.base import GenerationCall
+
+            call = GenerationCall(backend="?", model="?", prompt="", response="")
+        c = call
         cur = db.execute(
             "INSERT INTO generation_calls (created, backend, model, parent_id, outcome, "
             "variant_id, rejection, error, latency_s, tokens_in, tokens_out, tokens_reasoning, "
@@ -162,6 +203,40 @@ class Store:
         if len(rows) != 1:
             raise StoreError(f"run {self.run_id} has {len(rows)} variants matching {vid!r}")
         return VariantRow.from_row(self.folder, rows[0])
+
+    def seed_variant(self) -> VariantRow | None:
+        """The run's first variant (the program as shipped), or None before it is recorded."""
+        row = self._db.execute("SELECT * FROM variants ORDER BY idx LIMIT 1").fetchone()
+        return None if row is None else VariantRow.from_row(self.folder, row)
+
+    def best_admitted(self, minimize: bool) -> VariantRow | None:
+        """The best variant selection admitted (ties to the earlier one), found in SQL."""
+        order = "ASC" if minimize else "DESC"
+        row = self._db.execute(
+            "SELECT * FROM variants WHERE verdict = 'admitted' AND value IS NOT NULL "
+            f"ORDER BY value {order}, idx ASC LIMIT 1").fetchone()
+        return None if row is None else VariantRow.from_row(self.folder, row)
+
+    def counts(self) -> dict[str, Any]:
+        """The run's numbers, counted in SQL (a status of a 2,000-variant run reads no rows
+        whole): variants, evaluations, pending, statuses and calls by outcome."""
+        (variants,) = self._db.execute("SELECT COUNT(*) FROM variants").fetchone()
+        evals = self._db.execute("SELECT COUNT(*) AS n, COALESCE(SUM(state = 'pending'), 0) "
+                                 "AS pending FROM evaluations").fetchone()
+        statuses = {r[0]: int(r[1]) for r in self._db.execute(
+            "SELECT status, COUNT(*) FROM evaluations WHERE status IS NOT NULL "
+            "GROUP BY status ORDER BY status")}
+        calls = {r[0]: int(r[1]) for r in self._db.execute(
+            "SELECT outcome, COUNT(*) FROM generation_calls GROUP BY outcome ORDER BY outcome")}
+        return {"variants": int(variants), "evaluations": int(evals["n"]),
+                "pending": int(evals["pending"]), "statuses": statuses, "calls": calls}
+
+    def variant_by_index(self, idx: int) -> VariantRow:
+        """The variant numbered ``idx`` (``#idx`` in lineage: 0 is the seed)."""
+        row = self._db.execute("SELECT * FROM variants WHERE idx = ?", (idx,)).fetchone()
+        if row is None:
+            raise StoreError(f"run {self.run_id} has no variant #{idx}")
+        return VariantRow.from_row(self.folder, row)
 
     def variants(self) -> list[VariantRow]:
         rows = self._db.execute("SELECT * FROM variants ORDER BY idx")
@@ -252,7 +327,7 @@ class Store:
         """Write selection's verdict on a settled variant, and what it implies, at once.
 
         Args:
-            noise: the run's noise floor, when these evaluations (the seed's) measured it.
+            noise: the run's noise floor near its best, when this verdict changed it.
             recheck_seed: queue a ``recheck`` evaluation of the variant with this seed.
 
         Returns:

@@ -7,35 +7,30 @@ finished, resumed or killed run alike.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.peers.runtime import NOT_PROTECTED, protected
-from orchestrator.program import Program
-from orchestrator.result import Goal, Score
+from orchestrator.outcomes import NOT_PROTECTED, Goal
 from orchestrator.runs.store import Store, VariantRow
+
+if TYPE_CHECKING:
+    from orchestrator.runs.snapshot import ProgramFacts
+
+
+BEST_DIFF = "best.diff"
+"""The best variant against the program as shipped; written only when a variant beat the seed.
+Apply it from the program folder: ``git apply PATH/best.diff`` (or, from the root of a git
+repository holding the program, ``git apply --directory=PATH/TO/PROGRAM PATH/best.diff``)."""
 
 
 def best_variant(store: Store, goal: Goal) -> VariantRow | None:
     """The best variant selection admitted (ties go to the earlier one)."""
-    admitted = [v for v in store.variants() if v.verdict == "admitted" and v.value is not None]
-    if not admitted:
-        return None
-    return max(admitted, key=lambda v: (Score(v.value, goal), -v.idx))
+    return store.best_admitted(minimize=goal == "minimize")
 
 
 def counts(store: Store) -> dict[str, object]:
     """The run's numbers; they add up: calls = variants - 1 + rejected + duplicate + error."""
-    evals = store.evaluations()
-    calls = Counter(c["outcome"] for c in store.calls())
-    return {
-        "variants": len(store.variants()),
-        "evaluations": len(evals),
-        "pending": sum(e.state == "pending" for e in evals),
-        "statuses": dict(Counter(e.status.value for e in evals if e.status)),
-        "calls": dict(calls),
-    }
+    return store.counts()
 
 
 def generation(store: Store) -> dict[str, Any]:
@@ -66,7 +61,8 @@ def tokens_line(gen: dict[str, Any]) -> str:
     return line
 
 
-def summarize(store: Store, program: Program, reason: str | None = None) -> dict[str, Any]:
+def summarize(store: Store, program: ProgramFacts, reason: str | None = None
+              ) -> dict[str, Any]:
     """The run's figures, as ``summary.json`` holds them.
 
     Args:
@@ -75,11 +71,14 @@ def summarize(store: Store, program: Program, reason: str | None = None) -> dict
     metric = program.manifest.metric
     info = store.run_info()
     noise = metric.noise if metric.noise is not None else info["noise"]
-    seed = store.variants()[0] if store.variants() else None
+    seed = store.seed_variant()
     best = best_variant(store, metric.goal)
-    gain = None
+    gain = factor = None
     if best and seed and best.value is not None and seed.value is not None:
         gain = abs(best.value - seed.value)
+        if best.value * seed.value > 0:  # one sign: how many times better
+            factor = max(abs(seed.value), abs(best.value)) / min(abs(seed.value), abs(best.value))
+    ref = best.value if best and best.value else None
     return {
         "run": store.run_id, "program": program.name, "state": info["state"],
         "reason": reason if reason is not None else _last_reason(store.folder),
@@ -87,10 +86,12 @@ def summarize(store: Store, program: Program, reason: str | None = None) -> dict
         "seed": {"id": seed.id, "value": seed.value} if seed else None,
         "best": {"id": best.id, "idx": best.idx, "value": best.value} if best else None,
         "improved": bool(best and seed and best.id != seed.id),
+        "noise_relative": noise / abs(ref) if noise is not None and ref else None,
         "gain": gain, "gain_in_noise": gain / noise if gain is not None and noise else None,
+        "gain_factor": factor,
         "counts": counts(store),
         "generation": generation(store),
-        "protected": protected(program),
+        "protected": _protected(program),
     }
 
 
@@ -102,9 +103,22 @@ def _last_reason(folder: Path) -> str | None:
     return reason if isinstance(reason, str) else None
 
 
-def write_outputs(store: Store, program: Program, summary_md: Path | None = None,
+def _protected(program: ProgramFacts) -> bool:
+    """False for a peer program run with ``isolation = "shared"`` (its score is not protected).
+    The light facts carry it; a whole ``Program`` is asked through the peers' rule."""
+    known = getattr(program, "protected", None)
+    if isinstance(known, bool):
+        return known
+    from orchestrator.peers.runtime import protected
+    from orchestrator.program import Program
+
+    return protected(program) if isinstance(program, Program) else True
+
+
+def write_outputs(store: Store, program: ProgramFacts, summary_md: Path | None = None,
                   reason: str | None = None) -> dict[str, Any]:
-    """Write ``summary.json``, ``summary.md`` and ``best.diff`` into the run folder.
+    """Write ``summary.json``, ``summary.md`` and ``best.diff`` into the run folder (no
+    ``best.diff`` when no variant beat the seed).
 
     Args:
         summary_md: also append the markdown summary here (e.g. ``$GITHUB_STEP_SUMMARY``).
@@ -114,7 +128,11 @@ def write_outputs(store: Store, program: Program, summary_md: Path | None = None
     folder = store.folder
     (folder / "summary.json").write_text(json.dumps(data, indent=2))
     best = best_variant(store, program.manifest.metric.goal)
-    (folder / "best.diff").write_text(best.seed_diff if best else "")
+    diff = folder / BEST_DIFF
+    if best is not None and best.idx != 0 and best.seed_diff:
+        diff.write_text(best.seed_diff)
+    else:  # nothing beat the seed: no patch (an empty one makes ``git apply`` fail)
+        diff.unlink(missing_ok=True)
     md = markdown(data, best.seed_diff if best and data["improved"] else "")
     (folder / "summary.md").write_text(md)
     if summary_md is not None:

@@ -63,3 +63,35 @@ def test_a_run_folder_from_a_newer_selfprog_is_refused_with_both_versions(tmp_pa
     with pytest.raises(StoreError, match=rf"written by a newer selfprog \(schema "
                                          rf"{SCHEMA_VERSION + 1}, this one reads {SCHEMA_VERSION}\)"):
         Store(folder)
+
+
+SCHEMA_2 = """
+CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL, program TEXT, config TEXT, state TEXT,
+                   noise REAL, finished REAL);
+CREATE TABLE variants (id TEXT PRIMARY KEY, idx INTEGER UNIQUE, hash TEXT UNIQUE, parent_id TEXT,
+                       call_id INTEGER, created REAL, folder TEXT, diff TEXT, seed_diff TEXT,
+                       collected INTEGER DEFAULT 0, verdict TEXT, value REAL);
+CREATE TABLE evaluations (id INTEGER PRIMARY KEY, variant_id TEXT, seed INTEGER, purpose TEXT,
+                          state TEXT, attempts INTEGER DEFAULT 0, status TEXT, metric REAL,
+                          result TEXT, duration_s REAL, finished REAL, UNIQUE (variant_id, seed));
+CREATE TABLE generation_calls (id INTEGER PRIMARY KEY, created REAL, backend TEXT, model TEXT,
+    parent_id TEXT, outcome TEXT, variant_id TEXT, rejection TEXT, error TEXT, latency_s REAL,
+    tokens_in INTEGER, tokens_out INTEGER, tokens_reasoning INTEGER, finish_reason TEXT,
+    kind TEXT, generator TEXT, prompt TEXT, response TEXT);
+INSERT INTO runs (id, program, config, state) VALUES ('two', '/gone/program', '{}', 'finished');
+INSERT INTO variants (id, idx, hash, folder, verdict, value)
+    VALUES ('abc', 0, 'h', 'variants/0000-abc', 'admitted', 1.5);
+"""
+"""A run of the selfprog before program hashes and run notes (schema 2)."""
+
+
+def test_a_schema_2_run_is_migrated_in_place_and_keeps_its_rows(tmp_path):
+    folder = hand_made(tmp_path / "two", SCHEMA_2, version=2)
+    store = Store(folder)
+    assert user_version(folder) == SCHEMA_VERSION == 3
+    info = store.run_info()
+    assert info["state"] == "finished" and info["program_hash"] is None
+    assert store.program_root() == Path("/gone/program"), "an old run's absolute path is kept"
+    assert [v.value for v in store.variants()] == [1.5]
+    store.note("program-changed", "recorded")
+    assert [n["kind"] for n in store.notes()] == ["program-changed"]

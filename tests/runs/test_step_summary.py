@@ -6,6 +6,8 @@ The loop runs on the fake runner here (the real engine's path is in tests/cli/te
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,9 @@ class Backend:
     def sweep(self, run_id: str | None = None) -> list[str]:
         return []
 
+    def stop_run(self, run_id: str, *, settle_s: float = 10.0) -> list[str]:
+        return []
+
 
 class Breaks(FakeRunner):
     """Raises (as a broken runner would) from its ``after``-th evaluation on."""
@@ -50,7 +55,7 @@ class Breaks(FakeRunner):
 
 
 class CtrlC:
-    """An observer in whose ``tick`` (the loop's thread) Ctrl-C lands on the third step."""
+    """An observer in whose ``tick`` (the loop's thread) a real SIGINT lands on the third step."""
 
     def __init__(self) -> None:
         self.ticks = 0
@@ -60,7 +65,7 @@ class CtrlC:
     def tick(self, evolution: object) -> None:
         self.ticks += 1
         if self.ticks == 3:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
 
     def stop(self) -> None: ...
 
@@ -114,12 +119,13 @@ def test_an_interrupted_run_writes_its_summary_and_still_exits_130(tmp_path):
     assert "**Stopped:** interrupted (exit 130)" in text and "state interrupted" in text
 
 
-def test_a_config_error_after_the_run_exists_is_summarised_with_the_run(tmp_path):
+def test_a_config_error_found_before_the_run_exists_leaves_no_run_and_a_failure_note(tmp_path):
     md = tmp_path / "step.md"
     with pytest.raises(ConfigError):  # from_spec needs a task.toml the program lacks
         _evolve(tmp_path, FakeRunner(), md, from_spec=True)
     text = md.read_text()
-    assert text.startswith("## selfprog run `r`") and "failed (exit 2): --from-spec" in text
+    assert text.startswith("## selfprog evolve failed") and "failed (exit 2): --from-spec" in text
+    assert not (tmp_path / "runs" / "r").exists()  # checked before the run was created
 
 
 def test_a_run_that_never_started_writes_a_failure_note(tmp_path):
