@@ -114,6 +114,9 @@ class CodeLMConfig(Frozen):
     network. Only for a model you made yourself and trust; never for a variant's export."""
     timeout_s: float = Field(default=300, gt=0)
     """Wall-clock deadline of one sampling container (a proposal batch); it is killed after."""
+    gpus: tuple[int, ...] = ()
+    """Host GPU ids the sampling container gets (the head's GPU, e.g. ``[0]``); its device request
+    names these and no other. Empty (the default): the model samples on CPUs."""
     hole_fraction: float = Field(default=0.5, ge=0, le=1)
     """Share of proposals that are *setting holes*: the model writes the value of one declared
     ``# search:`` setting, chosen among the declared range's candidates by its likelihood (valid
