@@ -48,7 +48,14 @@ class HFConfig(Frozen):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """Weights' dtype: ``auto`` is bfloat16 on CUDA when supported, float32 on CPU."""
     batch_size: int = Field(default=4, ge=1, le=256)
-    """Samples drawn in one ``generate`` call."""
+    """Samples drawn in one ``generate`` call (on CPUs; see ``gpu_batch_size``)."""
+    gpu_batch_size: int = Field(default=64, ge=1, le=1024)
+    """On CUDA a whole proposal batch is sampled in one ``generate`` call, up to this many."""
+    fast_decode: Literal["auto", "on", "off"] = "auto"
+    """A static KV cache (prompts padded to a multiple of 64 tokens, so its shapes repeat) with
+    the decoding step compiled by transformers: no per-step allocation or Python dispatch.
+    ``auto``: on CUDA only (compiling costs seconds once and pays on a GPU); ``off``: the dynamic
+    cache, eager."""
     context_tokens: int | None = Field(default=None, ge=64)
     """Context length to fit prompts into; None reads it from the model's config."""
 
