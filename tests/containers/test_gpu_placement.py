@@ -67,3 +67,15 @@ def test_the_self_sampler_gets_the_heads_gpu_only(docker_client, runtime_image, 
     requests = inspect["HostConfig"].get("DeviceRequests") or []
     assert [r["DeviceIDs"] for r in requests] == ([["1"]] if gpu_ids else [])
     assert env_of(inspect)["CUDA_VISIBLE_DEVICES"] == ("0" if gpu_ids else "")
+
+
+def test_doctor_tells_whether_this_engine_has_the_nvidia_runtime(docker_client):
+    from orchestrator.containers import doctor, engine
+
+    check = next(c for c in doctor.run_checks(min_free_gb=0) if c.name == "gpu runtime")
+    if engine.gpu_runtime(docker_client):
+        assert check.ok and "has the NVIDIA runtime" in check.detail
+    else:
+        assert "has no NVIDIA runtime" in check.detail
+        assert "NVIDIA Container Toolkit" in check.detail + check.fix
+        assert check.ok == (engine.host_gpus() == 0)
