@@ -221,12 +221,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "build/gpu_machine"))
     ap.add_argument("--budget-s", type=float, default=None,
-                    help="codelm's training budget (default 60, or 3 with --small)")
+                    help="codelm's training budget (default 60, or 8 with --small)")
     ap.add_argument("--small", action="store_true", help="a smoke run of the CPU fallbacks")
     ap.add_argument("--skip-tests", action="store_true")
     ap.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = ap.parse_args()
-    budget = args.budget_s or (3.0 if args.small else 60.0)
+    budget = args.budget_s or (8.0 if args.small else 60.0)
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                               "small": args.small, "budget_s": budget}

@@ -58,20 +58,26 @@ def wheelhouse(flavour: Flavour) -> Path:
         The folder holding the wheels and ``requirements.lock``.
 
     Raises:
-        ImageError: pip could not download a locked package.
+        ImageError: pip could not download a locked package, or the torch wheel it took is not
+            the one the flavour needs (see :func:`check_torch_wheel`); a stamped folder whose
+            torch wheel fails that check is downloaded again.
     """
     lock = lock_file(flavour)
     folder = BUILD_DIR / "wheelhouse" / flavour
     stamp = folder / ".lock-sha256"
     digest = _sha256(lock.read_bytes())
     if stamp.is_file() and stamp.read_text() == digest:
-        return folder
+        try:
+            check_torch_wheel(folder, flavour, lock)
+            return folder
+        except ImageError as exc:  # e.g. a CPU wheel an older selfprog took for the GPU image
+            log.warning("%s; downloading it again", exc)
+            stamp.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     log.info("downloading the %s wheelhouse into %s ...", flavour, folder)
     env = download_env(flavour, os.environ)
-    if flavour == "gpu":
-        for stale in folder.glob("torch-*.whl"):
-            stale.unlink()  # a CPU wheel left from an earlier download would be taken again
+    for stale in folder.glob("torch-*.whl"):
+        stale.unlink()  # a CPU wheel left from an earlier download would be taken again
     cmd = [sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), *_PLATFORM,
            "-r", str(lock)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -247,7 +253,7 @@ def ensure_runtime(
     """
     base = ensure_base(client, base or os.environ.get("BASE_IMAGE") or DEFAULT_BASE)
     tag = runtime_tag(client, flavour, base)
-    if _exists(client, tag):
+    if _exists(client, tag) and (flavour == "cpu" or _cuda_image(client, tag)):
         return tag
     wheels = wheelhouse(flavour)
     log.info("building %s from %s ...", tag, base)
@@ -263,6 +269,7 @@ def ensure_runtime(
         raise ImageError(f"building {tag} failed: {_first_line(exc)}") from None
     if flavour == "gpu":
         _check_cuda_inside(client, tag, locked_version(lock_file(flavour), "torch"))
+        _CUDA_CHECKED.add(tag)
     client.images.get(tag).tag("selfprog-runtime", flavour)
     log.info("built %s", tag)
     return tag
@@ -279,6 +286,24 @@ def torch_inside(client: docker.DockerClient, tag: str) -> tuple[str, str | None
         raise ImageError(f"{tag}: cannot run python in the image: {_first_line(exc)}") from None
     version, cuda, uid = out.decode().split()[-3:]
     return version, None if cuda == "None" else cuda, uid
+
+
+_CUDA_CHECKED: set[str] = set()
+
+
+def _cuda_image(client: docker.DockerClient, tag: str) -> bool:
+    """Whether the GPU image already under ``tag`` holds a CUDA torch (asked once a process).
+    One built before the wheel was checked may hold the CPU build: it is removed (False), so
+    that it is built again from a checked wheelhouse."""
+    if tag in _CUDA_CHECKED:
+        return True
+    _version, cuda, _uid = torch_inside(client, tag)
+    if cuda is None:
+        log.warning("%s holds a CPU build of torch; removing it to build a CUDA one", tag)
+        client.images.remove(tag, force=True)
+        return False
+    _CUDA_CHECKED.add(tag)
+    return True
 
 
 def _check_cuda_inside(client: docker.DockerClient, tag: str, pinned: str) -> None:

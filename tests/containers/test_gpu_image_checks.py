@@ -3,6 +3,7 @@ no download), and doctor says how an engine gets the NVIDIA runtime."""
 
 from __future__ import annotations
 
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -113,3 +114,25 @@ def test_doctor_names_the_nvidia_container_toolkit():
     assert "NVIDIA Container Toolkit" in no_gpu.detail
     present = doctor.gpu_check(runtime=True, gpus=1)
     assert present.ok and "has the NVIDIA runtime" in present.detail
+
+
+def test_a_stamped_gpu_wheelhouse_holding_a_cpu_wheel_is_downloaded_again(tmp_path, monkeypatch):
+    """A wheelhouse an older selfprog filled with the local CPU wheel is not trusted for its
+    stamp: the wheel goes and pip is asked again (here pip is a stand-in that fails, so no
+    multi-GB download happens in a test)."""
+    folder = tmp_path / "wheelhouse" / "gpu"
+    cpu = make_wheel(folder, f"{PIN}+cpu", ["filelock"])
+    (folder / ".lock-sha256").write_text(images._sha256(LOCK.read_bytes()))
+    monkeypatch.setattr(images, "BUILD_DIR", tmp_path)
+    asked = []
+
+    def pip(cmd, **kwargs):
+        asked.append((cmd, kwargs["env"]))
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: no network in this test")
+
+    monkeypatch.setattr(images.subprocess, "run", pip)
+    with pytest.raises(ImageError, match="could not download the gpu wheelhouse"):
+        images.wheelhouse("gpu")
+    assert not cpu.exists() and not (folder / ".lock-sha256").exists()
+    (cmd, env), = asked
+    assert "download" in cmd and "PIP_FIND_LINKS" not in env
