@@ -6,21 +6,26 @@ with torch (a CUDA build), transformers and this checkout. It runs
 1. the machine: GPU, torch/CUDA versions, and whether a Docker engine answers there (with or
    without the NVIDIA runtime; if it does, a GPU variant can be run through the sandbox:
    ``selfprog run programs/codelm`` with ``resources.gpus = 1``);
-2. the GPU tests (``pytest -m "gpu and not docker"``: they skip with a reason without CUDA);
-3. codelm: bytes/s and val_bpb of the seed in one budget, *before* (the seed's settings as they
+2. codelm: bytes/s and val_bpb of the seed in one budget, *before* (the seed's settings as they
    were: fp32, no compile, batch 32) and *after* (the GPU settings train.py declares: bf16, a
    batch that grows, compile when the budget pays for it), each trained bare then scored by the
    trusted evaluator;
-4. ``hf``: tokens/s of a random-weight GPT-2-small-shaped model, dynamic cache eager (before)
+3. ``hf``: tokens/s of a random-weight GPT-2-small-shaped model, dynamic cache eager (before)
    against a static cache with a compiled step (after), one whole proposal batch per call
    (after = ``hf.fast_decode = "auto"``: on a CPU that is the eager path again; forced on, a
    static cache over codelm's 13k-token prompt ran past 300 s on the loaded 2-core VM);
-5. the ``self`` sampler's proposals per second with the *after* export, on CPU (before) and CUDA
-   (after), the model loaded in process (the sandboxed sampler needs Docker).
+4. the ``self`` sampler's proposals per second with the *after* export, on CPU (before) and CUDA
+   (after), the model loaded in process (the sandboxed sampler needs Docker);
+5. the GPU tests (``pytest -m "gpu and not docker"``: they skip with a reason without CUDA),
+   last, so that the figures are saved if the machine's time runs out during them.
+
+Each step's figures are written to the JSON as soon as they are known. On an H200/H100 expect
+about 8 minutes in all (two 60 s trainings and their evaluations, two hf runs, the sampler, then
+about 3 minutes of GPU tests); ``--skip-tests`` or ``--budget-s 30`` make it shorter.
 
 Figures go to ``$OUT/gpu_machine.json`` (``--out``) and a docs section is printed (``--write-docs``
 puts it into docs/benchmarks.md). Without CUDA every step falls back to the CPU (``--small``
-shrinks it to a smoke run of a minute or two), so the script is known to work before a GPU
+shrinks it to a smoke run: minutes on an idle machine), so the script is known to work before a GPU
 machine is at hand.
 
     benchmarks/gpu_machine.sh                  # on the GPU machine: OUT=... is where figures go
@@ -240,10 +245,6 @@ def main() -> None:
     log(f"machine: {report['machine']}")
     save()
     cuda = report["machine"]["cuda_available"]
-    if not args.skip_tests:
-        log("GPU tests ...")
-        report["tests"] = gpu_tests(120 if args.small else 420)
-        save()
     report["codelm"] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, values in (("before", BEFORE), ("after", {})):
@@ -268,6 +269,10 @@ def main() -> None:
                 except Exception as exc:  # a benchmark step failing must not lose the others
                     report["self"][name] = {"error": f"{type(exc).__name__}: {exc}"[:800]}
                 save()
+    if not args.skip_tests:  # last: the figures above are kept (saved) if time runs out here
+        log("GPU tests ...")
+        report["tests"] = gpu_tests(120 if args.small else 420)
+        save()
     text = section(report)
     (args.out / "gpu_machine.md").write_text(text)
     print(text)
