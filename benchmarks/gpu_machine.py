@@ -210,8 +210,8 @@ def section(report: dict[str, Any]) -> str:
     shape = [" / ".join(str(x.get(k)) for k in ("batch", "bf16", "compiled")) for x in (b, a)]
     lines.append(f"| codelm batch / bf16 / compiled | {shape[0]} | {shape[1]} |")
     h = report.get("hf", {})
-    lines.append(f"| hf tokens/s ({h.get('after', {}).get('model', '?')}, batch "
-                 f"{h.get('after', {}).get('batch_size', '?')}) | "
+    run = h.get("after", {}) if "model" in h.get("after", {}) else h.get("before", {})
+    lines.append(f"| hf tokens/s ({run.get('model', '?')}, batch {run.get('batch_size', '?')}) | "
                  f"{_num(h.get('before', {}).get('tokens_per_s'))} | "
                  f"{_num(h.get('after', {}).get('tokens_per_s'))} |")
     s = report.get("self", {})
