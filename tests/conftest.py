@@ -25,7 +25,13 @@ def _docker_group(item: pytest.Item) -> str:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Refuse to run Docker tests in parallel by accident: under loadgroup every one of them must
-    carry xdist's group tag in its node id, or the grouping did not happen."""
+    carry xdist's group tag in its node id, or the grouping did not happen. Opt-in tests
+    (``gpu_image``: several GB of downloads) are left out unless ``-m`` names them."""
+    if "gpu_image" not in (config.getoption("markexpr", "") or ""):
+        left = [i for i in items if i.get_closest_marker("gpu_image")]
+        if left:
+            config.hook.pytest_deselected(items=left)
+            items[:] = [i for i in items if not i.get_closest_marker("gpu_image")]
     if not config.getoption("loadgroup", False):
         return
     untagged = [i.nodeid for i in items if i.get_closest_marker("docker")

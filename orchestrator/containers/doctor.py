@@ -32,13 +32,8 @@ def run_checks(min_free_gb: float = 10) -> list[Check]:
         version = client.version().get("Version", "?")
         checks.append(Check("docker engine", True, f"version {version}"))
         checks.append(seccomp_check(client.info().get("SecurityOptions") or []))
-        gpu = engine.gpu_runtime(client)
         gpus = engine.host_gpus()
-        checks.append(Check(
-            "gpu runtime", gpu or gpus == 0,
-            f"{gpus} NVIDIA GPU(s); GPU runtime {'present' if gpu else 'absent'}",
-            "" if gpu or gpus == 0 else "install nvidia-container-toolkit and restart the engine",
-        ))
+        checks.append(gpu_check(engine.gpu_runtime(client), gpus))
         for flavour in ("cpu", "gpu"):
             found = client.images.list(filters={"label": "selfprog.role=runtime"})
             prefix = f"selfprog-runtime:{flavour}-"
@@ -58,6 +53,28 @@ def run_checks(min_free_gb: float = 10) -> list[Check]:
                         "" if free >= min_free_gb else f"free at least {min_free_gb:.0f} GiB "
                         "(`selfprog gc`, `docker image prune`)"))
     return checks
+
+
+TOOLKIT_FIX = (
+    "install the NVIDIA Container Toolkit (package nvidia-container-toolkit, from NVIDIA's "
+    "repository: https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/"
+    "install-guide.html), run `nvidia-ctk runtime configure --runtime=docker` and restart the "
+    "engine")
+"""How a Docker engine gets the NVIDIA runtime that GPU containers need."""
+
+
+def gpu_check(runtime: bool, gpus: int) -> Check:
+    """Whether the engine can hand GPUs to containers: it fails only where the host has NVIDIA GPUs
+    the engine cannot give (a run asking for GPUs would be refused); elsewhere it says what
+    running on GPUs would need."""
+    have = "has the NVIDIA runtime" if runtime else "has no NVIDIA runtime"
+    if runtime:
+        return Check("gpu runtime", True, f"{gpus} NVIDIA GPU(s); the engine {have}")
+    if gpus == 0:
+        return Check("gpu runtime", True, f"no NVIDIA GPU; the engine {have} (programs run on "
+                     f"CPUs; a program asking for GPUs is refused). For GPUs: {TOOLKIT_FIX}")
+    return Check("gpu runtime", False, f"{gpus} NVIDIA GPU(s), but the engine {have}: GPU "
+                 "runs are refused", TOOLKIT_FIX)
 
 
 def seccomp_check(security_options: list[str]) -> Check:

@@ -81,6 +81,16 @@ def readonly_bind(target: str, source: Path) -> Mount:
     return mount
 
 
+def gpu_env(gpu_ids: tuple[int, ...]) -> dict[str, str]:
+    """``CUDA_VISIBLE_DEVICES`` inside a container given the host GPUs ``gpu_ids``.
+
+    The NVIDIA runtime shows a container only the devices of its request, numbered from 0: the
+    host's GPUs 2 and 3 are CUDA devices 0 and 1 inside, so the variable lists ``0..n-1`` (the host
+    ids would name devices that are not there). Without GPUs it is empty: CUDA sees none.
+    """
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(len(gpu_ids)))}
+
+
 def create_kwargs(
     resources: ResourcesSection,
     hardening: Hardening,
@@ -122,6 +132,7 @@ def create_kwargs(
                              config={"max-size": hardening.log_max_size, "max-file": "1"}),
         init=True,
     )
+    env = {**env, **gpu_env(gpu_ids)}
     if gpu_ids:
         host["device_requests"] = [
             DeviceRequest(device_ids=[str(i) for i in gpu_ids], capabilities=[["gpu"]])

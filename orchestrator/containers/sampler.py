@@ -31,7 +31,7 @@ from orchestrator.completer import CompletionRequest, ScoreRequest
 from orchestrator.containers import hardening as hard
 from orchestrator.containers.container import ContainerSpec, hardened
 from orchestrator.containers.engine import connect
-from orchestrator.containers.images import ensure_runtime
+from orchestrator.containers.images import Flavour, ensure_runtime
 from orchestrator.errors import CodeLMError, EngineError
 from orchestrator.program import ResourcesSection
 from sandbox.codelm import META_FILE, MODEL_FILE, SampleError, parse_meta
@@ -79,7 +79,7 @@ class SandboxedCompleter:
 
     def __init__(self, folder: str | Path, *, timeout_s: float = 300.0, memory: str = "2g",
                  cpus: float = 1.0, client: docker.DockerClient | None = None,
-                 image: str | None = None):
+                 image: str | None = None, gpu_ids: tuple[int, ...] = ()):
         """
         Args:
             folder: the exported model (``model.pt`` + ``model.json``); checked, not loaded.
@@ -88,7 +88,10 @@ class SandboxedCompleter:
             cpus: CPU cores the container may use.
             client: an engine client; connected on first use when not given (an engine must
                 answer: none is installed or started here).
-            image: the runtime image's tag; ``ensure_runtime(client, "cpu")`` when not given.
+            image: the runtime image's tag; ``ensure_runtime(client, FLAVOUR)`` when not given
+                (the GPU flavour when ``gpu_ids`` are given).
+            gpu_ids: host GPUs the container gets (its device request names these and no other;
+                inside they are CUDA devices 0..n-1); empty: CPU only.
 
         Raises:
             CodeLMError: the folder does not hold a usable export (see :func:`check_folder`).
@@ -98,6 +101,7 @@ class SandboxedCompleter:
         self.timeout_s = timeout_s
         self.resources = ResourcesSection(memory=memory, pids=64, disk="16m", cpus=cpus)
         self.cpus = cpus
+        self.gpu_ids = tuple(gpu_ids)
         self._client = client
         self._image = image
 
@@ -186,7 +190,8 @@ class SandboxedCompleter:
         """The container's stdout; every failure, the engine's included, is a ``CodeLMError``."""
         try:
             client = self._client = self._client or connect(timeout=60)
-            image = self._image = self._image or ensure_runtime(client, "cpu")
+            flavour: Flavour = "gpu" if self.gpu_ids else "cpu"
+            image = self._image = self._image or ensure_runtime(client, flavour)
             with hardened(client.api, self._spec(image, request)) as box:
                 out = bytearray()
 
@@ -221,5 +226,5 @@ class SandboxedCompleter:
             name=f"selfprog-codelm-{os.getpid()}-{uuid.uuid4().hex[:10]}",
             labels=hard.labels("", "codelm", "sample"),
             create=hard.create_kwargs(self.resources, small, cpus=self.cpus, env=env,
-                                      mounts=mounts),
+                                      mounts=mounts, gpu_ids=self.gpu_ids),
             entrypoint=ENTRYPOINT, command=[], timeout_s=self.timeout_s, grace_s=GRACE_S)

@@ -88,7 +88,7 @@ def codelm_loader(codelm: CodeLMConfig) -> Callable[[Path], Completer]:
             if codelm.sandboxed:
                 from orchestrator.containers.sampler import SandboxedCompleter
 
-                return SandboxedCompleter(folder, timeout_s=codelm.timeout_s)
+                return SandboxedCompleter(folder, timeout_s=codelm.timeout_s, gpu_ids=codelm.gpus)
             from orchestrator.generators.inprocess import InProcessCompleter
 
             return InProcessCompleter.load(folder)

@@ -46,7 +46,14 @@ class HFConfig(Frozen):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """Weights' dtype: ``auto`` is bfloat16 on CUDA when supported, float32 on CPU."""
     batch_size: int = Field(default=4, ge=1, le=256)
-    """Samples drawn in one ``generate`` call."""
+    """Samples drawn in one ``generate`` call (on CPUs; see ``gpu_batch_size``)."""
+    gpu_batch_size: int = Field(default=64, ge=1, le=1024)
+    """On CUDA a whole proposal batch is sampled in one ``generate`` call, up to this many."""
+    fast_decode: Literal["auto", "on", "off"] = "auto"
+    """A static KV cache (prompts padded to a multiple of 64 tokens, so its shapes repeat) with
+    the decoding step compiled by transformers: no per-step allocation or Python dispatch.
+    ``auto``: on CUDA only (compiling costs seconds once and pays on a GPU); ``off``: the dynamic
+    cache, eager."""
     context_tokens: int | None = Field(default=None, ge=64)
     """Context length to fit prompts into; None reads it from the model's config."""
 
@@ -112,6 +119,9 @@ class CodeLMConfig(Frozen):
     network. Only for a model you made yourself and trust; never for a variant's export."""
     timeout_s: float = Field(default=300, gt=0)
     """Wall-clock deadline of one sampling container (a proposal batch); it is killed after."""
+    gpus: tuple[int, ...] = ()
+    """Host GPU ids the sampling container gets (the head's GPU, e.g. ``[0]``); its device request
+    names these and no other. Empty (the default): the model samples on CPUs."""
     hole_fraction: float = Field(default=0.5, ge=0, le=1)
     """Share of proposals that are *setting holes*: the model writes the value of one declared
     ``# search:`` setting, chosen among the declared range's candidates by its likelihood (valid

@@ -1,8 +1,10 @@
 """``hf``: a local transformers causal LM (a hub id or a local folder), loaded once.
 
 The chat template is used when the tokenizer has one, otherwise the prompt is completed as plain
-text. Samples are drawn in batches (left padding), on CUDA when present. A failed ``generate``
-(out of memory, a bad config) is recorded on the calls of its batch, never raised.
+text. Samples are drawn in batches (left padding), on CUDA when present: there a whole proposal
+batch is one ``generate`` call, decoded with a static KV cache and a compiled step
+(``hf.fast_decode``). A failed ``generate`` (out of memory, a bad config) is recorded on the calls
+of its batch, never raised.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from orchestrator.generators.config import GeneratorConfig
 from orchestrator.generators.lm import LMGenerator
 from orchestrator.generators.prompt import Prompt
 
+FAST_PAD = 64
+"""With ``fast_decode`` prompts are left-padded to a multiple of this many tokens: the static
+cache's (and the compiled step's) shapes then repeat from batch to batch instead of recompiling."""
 _TEMPLATE_SLACK = 32
 """Tokens a chat template adds around the messages, allowed for when fitting a prompt."""
 
@@ -62,6 +67,9 @@ class HFGenerator(LMGenerator):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        on_cuda = self.device.startswith("cuda")
+        self.fast = hf.fast_decode == "on" or (hf.fast_decode == "auto" and on_cuda)
+        self.batch_size = max(hf.batch_size, hf.gpu_batch_size) if on_cuda else hf.batch_size
 
     @property
     def context_tokens(self) -> int:
@@ -88,7 +96,7 @@ class HFGenerator(LMGenerator):
         return prompt.text
 
     def complete(self, prompts: list[Prompt], seed: int) -> list[GenerationCall]:
-        size = self.config.hf.batch_size
+        size = self.batch_size
         calls: list[GenerationCall] = []
         for start in range(0, len(prompts), size):
             calls.extend(self._batch(prompts[start : start + size], seed + start))
@@ -102,6 +110,7 @@ class HFGenerator(LMGenerator):
         started = time.monotonic()
         try:
             inputs = self.tokenizer(texts, return_tensors="pt", padding=True,
+                                    pad_to_multiple_of=FAST_PAD if self.fast else None,
                                     add_special_tokens=False).to(self.device)
             width = inputs["input_ids"].shape[1]
             room = max(1, min(self.config.max_new_tokens, self.context_tokens - width))
@@ -109,6 +118,8 @@ class HFGenerator(LMGenerator):
             sampling: dict[str, Any] = {"do_sample": False}
             if self.config.temperature > 0:  # the model's own top_p/top_k defaults still apply
                 sampling = {"do_sample": True, "temperature": self.config.temperature}
+            if self.fast:  # a static cache: transformers compiles the decoding step for it
+                sampling["cache_implementation"] = "static"
             with torch.inference_mode():
                 output = self.model.generate(**inputs, max_new_tokens=room, **sampling,
                                              pad_token_id=self.tokenizer.pad_token_id)

@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep: CPU time is work done
@@ -50,10 +51,21 @@ BETA2 = 0.99  # search: float[0.9, 0.999]
 WARMUP_FRAC = 0.02  # search: float[0, 0.2]
 LR_SCHEDULE = "constant"  # search: choice[constant, cosine, linear]
 GRAD_CLIP = 1.0  # search: float[0.1, 5.0]
+# On a GPU only (a CPU run ignores these): bf16 autocast of the matmuls, torch.compile of the model
+# ("auto": when the budget is long enough to win back the compile time), and a batch that doubles
+# while bytes/s still grows by GPU_GROW_GAIN, up to BATCH_SIZE * GPU_BATCH_MAX_SCALE, with the
+# learning rate scaled by the square root of the factor when LR_BATCH_SCALING says so.
+AUTOCAST_BF16 = True  # search: choice[True, False]
+COMPILE = "auto"  # search: choice[auto, on, off]
+GPU_BATCH_MAX_SCALE = 32  # search: choice[1, 4, 8, 16, 32, 64]
+GPU_GROW_GAIN = 1.25  # search: float[1.05, 2.0]
+LR_BATCH_SCALING = "sqrt"  # search: choice[none, sqrt]
 # --------------------------------------------------------------------------------------------------
 
 VOCAB = 256  # bytes: no tokenizer to download, and every file is representable
 EXPORT_RESERVE_S = 0.1  # fraction of the budget kept for scripting and saving the model
+COMPILE_AUTO_MIN_S = 120.0  # "auto" compiles only with at least this budget (compiling takes ~30 s)
+GROW_PROBE_STEPS = 8  # steps timed at each batch size while the batch grows
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 
 
@@ -191,6 +203,52 @@ class Budget:
         return min(1.0, self.spent() / (self.seconds * (1.0 - EXPORT_RESERVE_S)))
 
 
+class Grow:
+    """The batch on a GPU: it doubles while bytes/s still grows by GPU_GROW_GAIN, up to
+    ``base * max_scale``, measured on the real training steps (a small model leaves a GPU idle at
+    the seed's batch: each step costs about the same up to thousands of sequences). It falls back
+    to the last batch that trained when a larger one runs out of memory. With ``max_scale`` 1 (a
+    CPU) the batch stays ``base``."""
+
+    def __init__(self, base: int, max_scale: int):
+        self.base, self.cap = base, base * max(1, max_scale)
+        self.batch, self.done = base, max_scale <= 1
+        self.best_rate, self.steps, self.t0, self.seen = 0.0, 0, 0.0, 0
+
+    def lr_factor(self) -> float:
+        return math.sqrt(self.batch / self.base) if LR_BATCH_SCALING == "sqrt" else 1.0
+
+    def record(self, n_bytes: int) -> None:
+        if self.done:
+            return
+        self.steps += 1
+        if self.steps == 2:  # the first step at a size warms up (allocations, kernels)
+            torch.cuda.synchronize()
+            self.t0, self.seen = time.monotonic(), 0
+        elif self.steps > 2:
+            self.seen += n_bytes
+        if self.steps < GROW_PROBE_STEPS + 2:
+            return
+        torch.cuda.synchronize()
+        rate = self.seen / max(time.monotonic() - self.t0, 1e-9)
+        if rate < self.best_rate * GPU_GROW_GAIN or self.batch * 2 > self.cap:
+            self.done = True
+            if rate < self.best_rate:  # the larger batch was no faster: take the last one back
+                self.batch //= 2
+        else:
+            self.best_rate, self.batch, self.steps = rate, self.batch * 2, 0
+        if self.done:
+            report.log(f"codelm: batch {self.batch} ({self.batch // self.base}x the seed's)")
+
+    def shrink(self) -> bool:
+        """Out of memory at this size: back to the last one, grown no more (False: nothing to
+        fall back to)."""
+        if self.done or self.batch == self.base:
+            return False
+        self.batch, self.done = self.batch // 2, True
+        return True
+
+
 def export(model: GPT, out: Path, meta: dict) -> None:
     """Write model.pt (TorchScript, CPU) and model.json: all the evaluator may rely on."""
     model = model.to("cpu").eval()
@@ -217,40 +275,57 @@ def main() -> None:
     model = build_model().to(device)
     optimizer = make_optimizer(model)
     n_params = sum(p.numel() for p in model.parameters())
+    on_gpu = device == "cuda"
+    compiled = on_gpu and (COMPILE == "on" or (COMPILE == "auto"
+                                               and budget.seconds >= COMPILE_AUTO_MIN_S))
+    forward = torch.compile(model) if compiled else model
+    bf16 = on_gpu and AUTOCAST_BF16 and torch.cuda.is_bf16_supported()
     report.log(f"codelm: {n_params} parameters on {device} ({threads} threads), "
-               f"{len(data)} train bytes")
+               f"{len(data)} train bytes, bf16 {bf16}, compiled {compiled}")
 
     gen = torch.Generator().manual_seed(seed)
     offsets = torch.arange(CONTEXT + 1)
+    grow = Grow(BATCH_SIZE, GPU_BATCH_MAX_SCALE if on_gpu else 1)
     step, seen, loss_ema, t_train = 0, 0, None, time.monotonic()
     while (progress := budget.fraction()) < 1.0:
-        starts = torch.randint(len(data) - CONTEXT - 1, (BATCH_SIZE,), generator=gen)
+        batch = grow.batch
+        starts = torch.randint(len(data) - CONTEXT - 1, (batch,), generator=gen)
         chunk = data[starts[:, None] + offsets].long().to(device, non_blocking=True)
         x, y = chunk[:, :-1], chunk[:, 1:]
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(progress)
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+            group["lr"] = lr_at(progress) * grow.lr_factor()
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext():
+                logits = forward(x)
+                loss = F.cross_entropy(logits.reshape(-1, VOCAB).float(), y.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        except torch.OutOfMemoryError:
+            if not grow.shrink():  # the batch that trained before fits again; else a real OOM
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            continue
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         step += 1
         seen += x.numel()
         value = loss.item()
+        grow.record(x.numel())
         loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
         if step % 25 == 0:
             rate = seen / (time.monotonic() - t_train)
             report.progress(step=step, loss=loss_ema, bpb=loss_ema / math.log(2),
                             bytes_per_s=rate, lr=optimizer.param_groups[0]["lr"],
-                            budget_used=progress)
+                            budget_used=progress, batch=batch)
     elapsed = time.monotonic() - t_train
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else 0
     meta = {
         "format": "codelm-bytes-v1", "context": CONTEXT, "vocab": VOCAB, "params": n_params,
         "device": device, "threads": threads, "steps": step, "train_bytes_seen": seen,
         "train_bytes_per_s": seen / max(elapsed, 1e-9), "train_wall_s": elapsed,
-        "train_loss": loss_ema, "cuda_peak_bytes": peak,
+        "train_loss": loss_ema, "cuda_peak_bytes": peak, "batch": grow.batch,
+        "bf16": bf16, "compiled": compiled,
     }
     report.progress(step=step, loss=loss_ema or 0.0, bytes_per_s=meta["train_bytes_per_s"])
     export(model, out, meta)

@@ -80,3 +80,24 @@ def test_no_parent_writes_from_the_task_spec(hf):
     assert p.parent_id is None and p.call is not None
     assert "Train data:" in p.call.prompt and "The skeleton to complete" in p.call.prompt
     assert p.valid or p.rejection.split(":")[0] in set(Reason)
+
+
+def test_fast_decoding_static_cache_samples_what_the_dynamic_cache_does(tiny_lm, toy):
+    """``fast_decode`` (a static KV cache, prompts padded to a multiple of 64 tokens, the whole
+    batch at once) is the GPU path; forced on a CPU it must give the same greedy text."""
+    from orchestrator.generators.hf import HFGenerator
+
+    texts = {}
+    for mode in ("off", "on"):
+        gen = HFGenerator(GeneratorConfig(
+            backend="hf", max_new_tokens=10, temperature=0,
+            hf=HFConfig(model=str(tiny_lm), device="cpu", batch_size=3, fast_decode=mode)))
+        assert gen.fast == (mode == "on") and gen.batch_size == 3
+        parent = Parent("p0", toy.source_files(), {"val_bpb": 1.5})
+        proposals = gen.propose(GenerationRequest(toy, (parent,), n=3, seed=4))
+        calls = [p.call for p in proposals]
+        assert all(c is not None and not c.error for c in calls), [c.error for c in calls if c]
+        texts[mode] = [c.response for c in calls if c is not None]
+    assert texts["on"] == texts["off"]
+    assert HFGenerator(GeneratorConfig(backend="hf", hf=HFConfig(model=str(tiny_lm),
+                                                                 device="cpu"))).fast is False

@@ -26,3 +26,24 @@ def test_hf_picks_cuda_and_records_proposals_there(tiny_lm, toy):
     assert len(proposals) == 2
     assert all(p.call is not None and p.call.error is None and p.call.tokens_out > 0
                for p in proposals)
+
+
+def test_on_cuda_a_whole_batch_decodes_at_once_with_a_static_cache(tiny_lm, toy):
+    """The GPU path: fast decoding is on by itself, a proposal batch is one generate call, and
+    greedy text matches the dynamic-cache eager path."""
+    from orchestrator.generators.hf import HFGenerator
+
+    texts = {}
+    for mode in ("auto", "off"):
+        gen = HFGenerator(GeneratorConfig(
+            backend="hf", max_new_tokens=16, temperature=0,
+            hf=HFConfig(model=str(tiny_lm), device="cuda", dtype="float32", batch_size=2,
+                        gpu_batch_size=8, fast_decode=mode)))
+        assert gen.fast == (mode == "auto") and gen.batch_size == 8
+        parent = Parent("p0", toy.source_files(), {"val_bpb": 1.5})
+        proposals = gen.propose(GenerationRequest(toy, (parent,), n=6, seed=3))
+        calls = [p.call for p in proposals]
+        assert all(c is not None and c.error is None for c in calls), calls
+        assert len({c.latency_s for c in calls if c is not None}) == 1  # one generate call
+        texts[mode] = [c.response for c in calls if c is not None]
+    assert texts["auto"] == texts["off"]

@@ -31,3 +31,32 @@ def test_codelm_trains_on_cuda_is_scored_and_samples_there(tmp_path):
     lm = InProcessCompleter.load(tmp_path)
     assert lm.device == "cuda"
     assert len(lm.complete("def test_", max_new_bytes=48, seed=0)) > 0
+
+
+def with_settings(text: str, values: dict) -> str:
+    """train.py with some declared ``# search:`` settings set (as a variant would set them)."""
+    from orchestrator.generators.searchspace import find_settings, render, substitute
+
+    found = {s.name: s for s in find_settings("train.py", text)}
+    return substitute(text, [(found[k], render(found[k], v)) for k, v in values.items()])
+
+
+def test_on_cuda_the_batch_grows_in_bf16_and_compiling_is_a_setting(tmp_path):
+    source = (CODELM / "train.py").read_text()
+    for name, values in (("grown", {}), ("compiled", {"COMPILE": "on", "GPU_BATCH_MAX_SCALE": 4})):
+        script = CODELM / f".train_{name}_{tmp_path.name}.py"
+        script.write_text(with_settings(source, values))
+        try:
+            out = tmp_path / name
+            rc, msgs, err = bare(script, SELFPROG_OUT=str(out), SELFPROG_TIME_BUDGET_S="20",
+                                 SELFPROG_DATA=str(CODELM / "data" / "train"))
+        finally:
+            script.unlink()
+        assert rc == 0, err[-2000:]
+        meta = json.loads((out / "model.json").read_text())
+        assert meta["bf16"] == torch.cuda.is_bf16_supported()
+        assert meta["compiled"] == (name == "compiled")
+        assert meta["batch"] > 32, meta  # the seed's batch leaves a GPU idle: it must grow
+        assert meta["batch"] <= 32 * (4 if name == "compiled" else 32)
+        print(f"codelm {name} on CUDA: {meta['train_bytes_per_s']:,.0f} bytes/s, "
+              f"batch {meta['batch']}")
