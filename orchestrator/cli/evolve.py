@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli.common import console, say
+from orchestrator.runner import Backend
 
 
 def evolve(
@@ -31,30 +32,33 @@ def evolve(
                                                    "selection.k=3 (repeatable).")] = None,
     live: Annotated[bool, typer.Option(help="Live progress: a table on a terminal, a line per "
                                        "finished evaluation in a log.")] = True,
+    backend: Annotated[str | None, typer.Option(
+        help="Override: cluster.backend, local or ray (a Ray cluster's nodes; docs/cluster.md)."
+    )] = None,
     from_spec: Annotated[bool, typer.Option(
         "--from-spec", help="A task with no reference: the model writes generation 0 from "
         "task.toml (hf or openai backend).")] = False,
 ) -> None:
     """Evolve a program: generate, build, run and select variants until the budget is spent."""
     from orchestrator.cli.live import LineView, LiveView
-    from orchestrator.containers.backend import LocalBackend
     from orchestrator.evolution.config import parse_override
     from orchestrator.evolution.launch import run_evolution
 
     named: dict[str, Any] = {
         "program": program, "budget.variants": variants, "slots.count": slots,
         "budget.wall_time_s": minutes * 60 if minutes is not None else None,
-        "generator.backend": generator, "run_id": run_id, "from_spec": from_spec or None}
+        "generator.backend": generator, "run_id": run_id, "from_spec": from_spec or None,
+        "cluster.backend": backend}
     overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in named.items()
                  if v is not None}
     overrides.update(parse_override(s) for s in set_ or [])
     view = (LiveView(console) if console.is_terminal else LineView(console)) if live else None
-    backend = LocalBackend.connect()
+    where = connect_backend(config, overrides, resume)
     try:
-        done = run_evolution(config, overrides, backend=backend, resume=resume,
+        done = run_evolution(config, overrides, backend=where, resume=resume,
                              summary_md=summary_md, observer=view)
     finally:
-        backend.close()
+        where.close()
     out, s = done.outcome, done.summary
     best = s["best"]
     say(f"finished ({out.reason}): best {s['metric']} {best['value'] if best else '—'} "
@@ -62,3 +66,17 @@ def evolve(
         f"slot use {out.utilisation:.0%}")
     say(f"report: {done.report}\nbest diff: {done.folder / 'best.diff'}\n"
         f"summary: {done.folder / 'summary.json'}")
+
+
+def connect_backend(config: Path | None, overrides: dict[str, Any], resume: str | None) -> Backend:
+    """The backend the run's config names: the local engine, or a Ray cluster's node agents."""
+    from orchestrator.evolution.launch import stored_config
+
+    cluster = stored_config(config, overrides, resume).cluster
+    if cluster.backend == "ray":
+        from orchestrator.cluster.backend import RayBackend
+
+        return RayBackend.connect(cluster.address, deadline_slack_s=cluster.deadline_slack_s)
+    from orchestrator.containers.backend import LocalBackend
+
+    return LocalBackend.connect()

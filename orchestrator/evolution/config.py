@@ -56,6 +56,17 @@ class SlotsConfig(Frozen):
     """Attempts after an ``infra_error`` before the evaluation is recorded as such."""
 
 
+class ClusterConfig(Frozen):
+    backend: Literal["local", "ray"] = "local"
+    """Where variants run: ``local`` (this machine's Docker engine) or ``ray`` (the nodes of a
+    Ray cluster, each in its own Docker engine; see docs/cluster.md)."""
+    address: str | None = None
+    """The Ray head's ``host:port``; None: ``$RAY_ADDRESS``, else a head on this machine."""
+    deadline_slack_s: float = Field(default=600.0, gt=0)
+    """Seconds a variant may take on a node beyond its two stage timeouts (image builds,
+    transfers) before the head gives up on the node agent and re-queues it."""
+
+
 class EvolveConfig(Frozen):
     program: Path = Path("programs/codelm")
     """The program directory to evolve."""
@@ -75,6 +86,8 @@ class EvolveConfig(Frozen):
     """When the run stops."""
     slots: SlotsConfig = SlotsConfig()
     """Parallel sandbox slots."""
+    cluster: ClusterConfig = ClusterConfig()
+    """Where the slots are: this machine, or a Ray cluster."""
     from_spec: bool = False
     """Start with no reference: the shipped source is never run nor shown, generation 0 is
     written by the model from the task's spec (``task.toml``), and the drafts that run ``ok``

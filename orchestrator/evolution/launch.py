@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from orchestrator.errors import ConfigError, Interrupted, NoProposalsError, StoreError
 from orchestrator.evolution.config import EvolveConfig, load_config
 from orchestrator.evolution.loop import Evolution, Outcome
-from orchestrator.evolution.slots import plan_slots
+from orchestrator.evolution.slots import Slot, plan_slots
 from orchestrator.generators.auto import make_generator
 from orchestrator.program import Program
 from orchestrator.runner import Backend
@@ -107,7 +107,7 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         generator = make_generator(cfg.generator)
         check_generator(generator)
         check_from_spec(cfg, program, generator.name)
-        slots = plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)), backend.host_gpus())
+        slots = _slots(cfg, program, backend)
         runner = backend.runner(gpu=any(s.gpu_ids for s in slots))
         evolution = Evolution(cfg, store, program, runner, generator, slots, sweep=backend.sweep)
         log.info("run %s: %s, %d slot(s), folder %s", store.run_id, program.name, len(slots),
@@ -133,6 +133,33 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
         raise NoProposalsError(f"{no_proposals}; stopped: {outcome.reason}; the run is stored: "
                                f"{report}")
     return Finished(outcome, store.folder, report, summary)
+
+
+def _slots(cfg: EvolveConfig, program: Program, backend: Backend) -> list[Slot]:
+    """A backend that knows its slots (a cluster: one per node agent) plans them; the local one
+    divides this host."""
+    plan = getattr(backend, "plan_slots", None)
+    if callable(plan):
+        slots: list[Slot] = plan(cfg.slots, program)
+        return slots
+    return plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)), backend.host_gpus())
+
+
+def stored_config(config: Path | None, overrides: dict[str, Any], resume: str | None
+                  ) -> EvolveConfig:
+    """The config a run will have, without opening it for writing: a resumed run's stored one
+    (plus overrides), else the file's. The CLI reads the backend from it before the run opens.
+
+    Raises:
+        ConfigError: a bad config; StoreError: the run to resume does not exist.
+    """
+    if resume is None:
+        return load_config(config, overrides)
+    store = Store(find_run(resume, load_config(config, overrides).runs_dir))
+    try:
+        return load_config(None, overrides, base=json.loads(store.run_info()["config"]))
+    finally:
+        store.close()
 
 
 SPEC_WRITERS = ("hf", "openai")
