@@ -209,7 +209,7 @@ def start_agents(cache: str | None = None) -> list[Agent]:
 def sweep_nodes(agents: Iterable[Agent], run_id: str | None = None) -> list[str]:
     """Ask every live agent to sweep its node; an agent that is gone is skipped."""
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import RayError, RayTaskError
 
     refs = [(a, a.handle.sweep.remote(run_id)) for a in agents if not a.lost]
     removed: list[str] = []
@@ -218,7 +218,7 @@ def sweep_nodes(agents: Iterable[Agent], run_id: str | None = None) -> list[str]
             removed.extend(ray.get(ref, timeout=READY_S))
         except RayTaskError as exc:
             raise EngineError(f"node {agent.node}: sweep failed: {_first_line(exc)}") from None
-        except (RayActorError, ray.exceptions.GetTimeoutError) as exc:
+        except RayError as exc:  # gone, or not answering: its node sweeps when it returns
             log.warning("node %s did not sweep: %s", agent.node, _first_line(exc))
     return removed
 
@@ -276,7 +276,7 @@ class RayRunner:
     # --- one call, and what it needs first -------------------------------------------------
     def _call(self, agent: Agent, request: RunRequest, deadline: float) -> dict[str, Any]:
         import ray
-        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+        from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
         program = request.variant.program
         tree, tree_ref = self._tree(program)
@@ -298,14 +298,14 @@ class RayRunner:
             ray.kill(agent.handle, no_restart=False)  # Ray restarts it; it sweeps on start
             raise _Lost("no answer before the head's deadline; its agent was restarted"
                         ) from None
-        except RayActorError as exc:
-            raise _Lost(f"agent lost ({_first_line(exc)})") from None
         except RayTaskError as exc:
             cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
             if isinstance(cause, SelfprogError):
                 raise cause from None
             raise InfraError(f"node {agent.node}: {_first_line(exc)}",
                              variant_id=request.variant.id) from None
+        except RayError as exc:  # the actor died, its node is gone, it cannot be placed again
+            raise _Lost(f"agent lost ({_first_line(exc)})") from None
         raise InfraError(f"node {agent.node} kept asking for what it was sent",
                          variant_id=request.variant.id)
 
