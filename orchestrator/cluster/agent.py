@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ class NodeAgent:
 
         Returns:
             ``{"need": "image"|"tree", ...}`` when the node lacks one (nothing ran), else
-            ``{"result": JSON, "folder": tar bytes, "node": ..., "gpu_ids": [...]}``.
+            ``{"result": JSON, "folder": tar bytes, "node": ..., "gpu_ids": [...], "seconds":
+            time in the runner}``.
         """
         import ray
 
@@ -109,10 +111,12 @@ class NodeAgent:
             run = RunRequest(variant=Variant(program, dict(request["files"])),
                              run_id=request["run_id"], folder=folder, seed=int(request["seed"]),
                              gpu_ids=gpu_ids, cpus=request.get("cpus"))
+            start = time.monotonic()
             result = self.runner.run(run)
+            seconds = time.monotonic() - start
             cap = program.manifest.resources.disk_bytes + FOLDER_SLACK_BYTES
             return {"result": result.model_dump_json(), "folder": pack_folder(folder, cap),
-                    "node": self.node, "gpu_ids": list(gpu_ids)}
+                    "node": self.node, "gpu_ids": list(gpu_ids), "seconds": seconds}
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -63,6 +63,21 @@ class Agent:
     lost: bool = field(default=False)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where one request ran and what it cost."""
+
+    variant_id: str
+    seed: int
+    node: str
+    status: Status
+    seconds: float
+    """Wall time of ``RayRunner.run`` on the head."""
+    node_seconds: float | None
+    """Time the agent spent in its ``DockerRunner.run``; the rest is what Ray added (the
+    request, shipping, the folder back, the head's checks). None when the node was lost."""
+
+
 class RayBackend:
     """A Ray cluster as an :class:`orchestrator.runner.Backend`.
 
@@ -242,8 +257,8 @@ class RayRunner:
         self.free: queue.Queue[Agent] = queue.Queue()
         for agent in agents:
             self.free.put(agent)
-        self.history: list[tuple[str, int, str, Status]] = []
-        """(variant id, seed, node, status) of every request, in the order they ended."""
+        self.history: list[Placement] = []
+        """Every request, in the order they ended."""
         self._trees: dict[Path, tuple[Tree, Any]] = {}
         self._lock = threading.Lock()
         self._node_locks: dict[str, threading.Lock] = {}
@@ -257,8 +272,10 @@ class RayRunner:
             EngineError: no live agent is left, or none became free before the deadline.
         """
         res = request.variant.program.manifest.resources
-        deadline = time.monotonic() + 2 * res.timeout_s + self.deadline_slack_s
+        start = time.monotonic()
+        deadline = start + 2 * res.timeout_s + self.deadline_slack_s
         agent = self._take(deadline)
+        node_s: float | None = None
         try:
             reply = self._call(agent, request, deadline)
         except _Lost as lost:
@@ -270,7 +287,9 @@ class RayRunner:
         else:
             self.free.put(agent)
             result = self._land(request, reply)
-        self.history.append((request.variant.id, request.seed, agent.node, result.status))
+            node_s = reply.get("seconds") if isinstance(reply.get("seconds"), float) else None
+        self.history.append(Placement(request.variant.id, request.seed, agent.node, result.status,
+                                      time.monotonic() - start, node_s))
         return result
 
     # --- one call, and what it needs first -------------------------------------------------

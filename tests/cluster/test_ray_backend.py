@@ -68,15 +68,15 @@ def test_an_evolution_on_two_nodes_runs_every_evaluation_exactly_once(
         backend, tmp_path, docker_client, quick_images):
     program = write_quick_program(tmp_path / "quick", train_s=1.0, nonce=f"two {time.time()}")
     runs = tmp_path / "runs"
-    done = run_evolution(None, overrides(runs, program.root, "ray-two", 4), backend=backend)
+    done = run_evolution(None, overrides(runs, program.root, "ray-two", 3), backend=backend)
     rows = evaluations(runs, "ray-two")
     pairs = [(vid, seed) for vid, seed, _state, _status in rows]
     assert rows and all(state == "done" and status == "ok" for *_r, state, status in rows)
     assert len(pairs) == len(set(pairs)), "an evaluation was stored twice"
     history = backend.runner(False).history
-    ran = [(vid, seed) for vid, seed, _node, _status in history]
+    ran = [(p.variant_id, p.seed) for p in history]
     assert sorted(ran) == sorted(pairs), "an evaluation ran twice, or one never ran"
-    assert {node for *_x, node, _s in history} == {a.node for a in backend.agents}, \
+    assert {p.node for p in history} == {a.node for a in backend.agents}, \
         "both nodes should have run variants"
     assert done.outcome.utilisation > 0
     folders = sorted((runs / "ray-two" / "variants").glob("*/eval-*"))
@@ -143,12 +143,12 @@ def test_a_node_killed_during_train_reruns_its_variant_on_the_other_and_leaves_n
     thread.join(timeout=240)
     assert finished, "the run did not finish"
     history = backend.runner(False).history
-    lost = [(vid, seed) for vid, seed, node, status in history
-            if node == victim_id and status is Status.INFRA_ERROR]
+    lost = [(p.variant_id, p.seed) for p in history
+            if p.node == victim_id and p.status is Status.INFRA_ERROR]
     assert lost, "the killed node's variant was not reported lost"
     for vid, seed in lost:
-        assert any((v, s, st) == (vid, seed, Status.OK) for v, s, node, st in history
-                   if node != victim_id), "the lost variant did not re-run on the other node"
+        assert any((p.variant_id, p.seed, p.status) == (vid, seed, Status.OK) for p in history
+                   if p.node != victim_id), "the lost variant did not re-run on the other node"
     rows = evaluations(runs, "ray-kill")
     assert all(state == "done" and status == "ok" for *_r, state, status in rows)
     assert len({(v, s) for v, s, *_r in rows}) == len(rows)
