@@ -36,7 +36,7 @@ from orchestrator.containers.backend import LocalBackend
 from orchestrator.containers.image_stream import image_id as engine_image_id
 from orchestrator.containers.image_stream import save_chunks
 from orchestrator.containers.images import Flavour
-from orchestrator.errors import EngineError, ImageError, InfraError, SelfprogError
+from orchestrator.errors import ConfigError, EngineError, ImageError, InfraError, SelfprogError
 from orchestrator.evolution.config import SlotsConfig
 from orchestrator.evolution.slots import Slot
 from orchestrator.program import Program
@@ -108,10 +108,15 @@ class RayBackend:
             cache: the nodes' cache folder; default ``$SELFPROG_CLUSTER_CACHE`` on each node.
 
         Raises:
+            ConfigError: Ray is not installed (``pip install 'selfprog[cluster]'``).
             EngineError: no cluster answers, no node offers a ``selfprog_slot``, or no agent
                 started (the message says why), or the head has no Docker engine.
         """
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("cluster.backend = \"ray\" needs Ray: pip install "
+                              "'selfprog[cluster]' on the head and every node") from None
 
         owns = not ray.is_initialized()
         if owns:

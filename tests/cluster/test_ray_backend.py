@@ -125,7 +125,7 @@ def test_a_node_that_lacks_an_image_receives_it_by_stream_and_checks_its_id(
 def test_a_node_killed_during_train_reruns_its_variant_on_the_other_and_leaves_nothing(
         ray_cluster, backend, tmp_path, docker_client, quick_images):
     cluster, nodes = ray_cluster
-    program = write_quick_program(tmp_path / "quick", train_s=4.0, nonce=f"kill {time.time()}")
+    program = write_quick_program(tmp_path / "quick", train_s=3.0, nonce=f"kill {time.time()}")
     runs = tmp_path / "runs"
     victim = nodes[1]
     victim_id = victim.node_id[:16]
@@ -164,7 +164,7 @@ def test_kill9_of_the_driver_then_resume_loses_nothing_and_repeats_nothing(
            "--set", f'runs_dir="{runs}"', "--set", f'cluster.address="{cluster.address}"']
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.Popen([*cmd, "--program", str(program.root), "--run-id", "ray-k9",
-                              "--variants", "3", "--generator", "mutate"], env=env,
+                              "--variants", "2", "--generator", "mutate"], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         end = time.monotonic() + 120
