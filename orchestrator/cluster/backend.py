@@ -395,27 +395,42 @@ class RayRunner:
                     raise EngineError("no node agent became free before the deadline") from None
 
     def _lose(self, agent: Agent, why: str) -> None:
-        """In the background: an agent that answers again (Ray restarted it) goes back to the
-        pool, one that does not is left out; the others sweep dead owners' leftovers."""
+        """In the background: the others sweep dead owners' leftovers; an agent that answers
+        again (Ray restarted it) goes back to the pool, one that does not within ``READY_S`` (or
+        cannot be placed again: its node is gone) is left out."""
         log.warning("node %s: %s", agent.node, why)
 
         def probe() -> None:
-            import ray
-
             try:
-                ray.get(agent.handle.hello.remote(), timeout=READY_S)
-            except Exception:  # noqa: BLE001 - whatever the reason, it is not coming back
-                agent.lost = True
-                log.warning("node %s: agent gone for good; %d left", agent.node,
-                            sum(not a.lost for a in self.agents))
-            else:
-                self.free.put(agent)
-            try:
-                sweep_nodes(self.agents)
+                sweep_nodes(a for a in self.agents if a is not agent)
             except EngineError as exc:
                 log.warning("sweep after losing node %s: %s", agent.node, exc)
+            if _answers(agent):
+                self.free.put(agent)
+                return
+            agent.lost = True
+            log.warning("node %s: agent gone for good; %d left", agent.node,
+                        sum(not a.lost for a in self.agents))
 
         threading.Thread(target=probe, daemon=True, name=f"probe-{agent.node}").start()
+
+
+def _answers(agent: Agent) -> bool:
+    """Whether the agent answers within ``READY_S``; calls made while Ray restarts it may fail,
+    so it is asked again until then, unless it can never be placed again."""
+    import ray
+    from ray.exceptions import ActorUnschedulableError, RayError
+
+    end = time.monotonic() + READY_S
+    while time.monotonic() < end:
+        try:
+            ray.get(agent.handle.hello.remote(), timeout=max(end - time.monotonic(), 0.001))
+            return True
+        except ActorUnschedulableError:
+            return False
+        except RayError:
+            time.sleep(1.0)
+    return False
 
 
 class _Lost(Exception):

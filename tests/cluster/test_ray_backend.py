@@ -189,3 +189,33 @@ def test_kill9_of_the_driver_then_resume_loses_nothing_and_repeats_nothing(
         variants = {v for (v,) in db.execute("SELECT id FROM variants")}
     assert {v for v, *_r in rows} == variants, "a variant was never evaluated"
     assert not leftovers(docker_client, "ray-k9"), "a container of the killed run was left"
+
+
+def test_a_hung_agent_is_cut_off_at_the_head_deadline_restarted_and_its_variant_requeued(
+        ray_cluster, tmp_path):
+    import ray
+
+    from orchestrator.cluster.backend import Agent, RayRunner
+    from orchestrator.program import Program
+    from orchestrator.runner import RunRequest, Variant
+
+    from .hung import HungAgent
+
+    program = write_quick_program(tmp_path / "quick")
+    manifest = program.root / "program.toml"
+    manifest.write_text(manifest.read_text().replace("timeout_s = 30", "timeout_s = 1"))
+    program = Program.load(program.root)
+    handle = ray.remote(HungAgent).options(num_cpus=0, max_restarts=-1,
+                                           max_task_retries=0).remote()
+    first = ray.get(handle.hello.remote())
+    runner = RayRunner([Agent(handle, "hung", 0, 1.0)], None, {"cpu": ("t", "i")},
+                       deadline_slack_s=1.0)  # type: ignore[arg-type]  # nothing is shipped
+    request = RunRequest(variant=Variant(program, program.source_files()), run_id="hung",
+                         folder=tmp_path / "v" / "eval-0")
+    t0 = time.monotonic()
+    result = runner.run(request)
+    assert time.monotonic() - t0 < 15, "the head waited past its deadline"
+    assert result.status is Status.INFRA_ERROR and "deadline" in (result.error or "")
+    assert runner.free.get(timeout=30).node == "hung", "the restarted agent did not come back"
+    assert ray.get(handle.hello.remote())["pid"] != first["pid"], "the hung agent was not killed"
+    ray.kill(handle, no_restart=True)
