@@ -315,7 +315,7 @@ class RayRunner:
                     left = max(deadline - time.monotonic(), 0.001)
                     ray.get(agent.handle.put_tree.remote(tree.sha256, tree_ref), timeout=left)
                 elif reply.get("need") == NEED_IMAGE:
-                    self._ship(agent, reply["flavour"])
+                    self._ship(agent, reply["flavour"], deadline)
                 else:
                     return dict(reply)
         except GetTimeoutError:
@@ -343,14 +343,14 @@ class RayRunner:
                 self._trees[program.root] = (tree, ray.put(tree.data))
             return self._trees[program.root]
 
-    def _ship(self, agent: Agent, flavour: str) -> None:
+    def _ship(self, agent: Agent, flavour: str, deadline: float) -> None:
         """Stream the runtime image to the agent's node (once per node: others wait for it)."""
         tag, image_id = self.runtime[flavour]
         with self._lock:
             lock = self._node_locks.setdefault(agent.node, threading.Lock())
         with lock:
             ship_image(agent.handle, save_chunks(self.local.client, tag, CHUNK_BYTES), tag,
-                       image_id)
+                       image_id, deadline=deadline)
 
     # --- the reply, and failures ---------------------------------------------------------
     def _land(self, request: RunRequest, reply: dict[str, Any]) -> VariantResult:
@@ -441,27 +441,36 @@ class _Lost(Exception):
         self.why = why
 
 
-def ship_image(handle: Any, chunks: Iterable[bytes], tag: str, image_id: str) -> None:
+def ship_image(handle: Any, chunks: Iterable[bytes], tag: str, image_id: str, *,
+               deadline: float | None = None) -> None:
     """Stream a ``docker save`` of ``tag`` to an agent, which loads it and checks its ID.
 
     Does nothing when the agent's engine holds ``tag`` with that ID already.
 
+    Args:
+        deadline: a ``time.monotonic()`` past which the node is given up on.
+
     Raises:
         ImageError: the node could not load it, or what it loaded is not ``image_id``.
+        ray.exceptions.GetTimeoutError: the deadline passed.
     """
     import ray
     from ray.exceptions import RayTaskError
 
+    def call(ref: Any) -> Any:
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        return ray.get(ref, timeout=left)
+
     try:
-        if ray.get(handle.has_image.remote(tag, image_id)):
+        if call(handle.has_image.remote(tag, image_id)):
             return
         log.info("streaming %s to a node that lacks it ...", tag)
         digest = hashlib.sha256()
-        ray.get(handle.image_begin.remote(tag))
+        call(handle.image_begin.remote(tag))
         for chunk in chunks:
             digest.update(chunk)
-            ray.get(handle.image_chunk.remote(chunk))
-        ray.get(handle.image_end.remote(digest.hexdigest(), image_id))
+            call(handle.image_chunk.remote(chunk))
+        call(handle.image_end.remote(digest.hexdigest(), image_id))
     except RayTaskError as exc:
         cause = getattr(exc, "cause", None)
         raise ImageError(str(cause) if isinstance(cause, ImageError) else _first_line(exc)
