@@ -89,7 +89,7 @@ def test_an_evolution_on_two_nodes_runs_every_evaluation_exactly_once(
 
 def test_a_node_that_lacks_an_image_receives_it_by_stream_and_checks_its_id(
         backend, docker_client):
-    from orchestrator.cluster.backend import ship_image
+    from orchestrator.cluster.nodes import ship_image
     from orchestrator.containers.image_stream import save_chunks
     from orchestrator.errors import ImageError
 
@@ -195,7 +195,8 @@ def test_a_hung_agent_is_cut_off_at_the_head_deadline_restarted_and_its_variant_
         ray_cluster, tmp_path):
     import ray
 
-    from orchestrator.cluster.backend import Agent, RayRunner
+    from orchestrator.cluster.backend import RayRunner
+    from orchestrator.cluster.nodes import Agent
     from orchestrator.program import Program
     from orchestrator.runner import RunRequest, Variant
 
