@@ -131,7 +131,7 @@ def test_a_node_killed_during_train_reruns_its_variant_on_the_other_and_leaves_n
     victim_id = victim.node_id[:16]
     finished: list = []
     thread = threading.Thread(target=lambda: finished.append(run_evolution(
-        None, overrides(runs, program.root, "ray-kill", 2), backend=backend)), daemon=True)
+        None, overrides(runs, program.root, "ray-kill", 3), backend=backend)), daemon=True)
     thread.start()
     end = time.monotonic() + 120
     while not docker_client.containers.list(filters={"label": [
