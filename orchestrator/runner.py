@@ -57,7 +57,9 @@ class Backend(Protocol):
     """Where variants run: the local Docker engine today, a cluster later.
 
     The evolve launcher asks it for the host's GPUs (to plan slots), a runner for the flavour
-    the slots need, and to sweep what a run (or a dead orchestrator) left behind.
+    the slots need, and to sweep what a run (or a dead orchestrator) left behind. A backend that
+    knows its own slots (a cluster: one per node agent) also has
+    ``plan_slots(cfg.slots, program) -> list[Slot]``, which the launcher then uses instead.
     """
 
     def host_gpus(self) -> int:

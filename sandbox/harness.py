@@ -11,7 +11,10 @@ In the TRAIN stage the child restricts itself with Landlock before it runs the v
 ``/proc/<pid>/fd/1``, signal the harness, or open TCP. Where the kernel has no Landlock a warning
 goes to the stage log and the container's isolation is all there is.
 
-SIGTERM is forwarded to the child's process group, followed by SIGKILL after a grace period. When
+SIGTERM is forwarded to the child's process group, followed by SIGKILL after a grace period. The
+harness also keeps its own clock: with ``SELFPROG_STAGE_TIMEOUT_S`` set it stops the child the same
+way once the stage timeout and one grace period have passed with no word from the host, so a
+container whose orchestrator (or cluster node agent) died does not run on for ever. When
 the child exits, the harness stops waiting for pipes that its orphans may hold open, kills what is
 left of the group, and reports. With ``SELFPROG_LINGER_S`` set (the TRAIN stage), it then waits to
 be stopped so the host can copy ``SELFPROG_OUT`` out of the live container.
@@ -82,6 +85,9 @@ class Harness:
         self.grace_s = float(os.environ.get("SELFPROG_GRACE_S", "2"))
         self.messages = self.logs = self.dropped = self.written = 0
         self.term_at: float | None = None
+        timeout = os.environ.get("SELFPROG_STAGE_TIMEOUT_S")
+        self.deadline = (time.monotonic() + float(timeout) + self.grace_s) if timeout else None
+        """When the harness stops its child itself: the host should have stopped it by then."""
         self.child: subprocess.Popen[bytes] | None = None
 
     def emit(self, message: dict) -> None:
@@ -173,6 +179,10 @@ class Harness:
         exited_at: float | None = None
         while fds:
             now = time.monotonic()
+            if self.deadline is not None and self.term_at is None and now > self.deadline:
+                self.emit({"type": "log", "stream": "harness", "text": "stage timeout passed "
+                           "and the host has not stopped the stage: stopping the program"})
+                self.on_term(signal.SIGTERM, None)
             if self.term_at is not None and now > self.term_at + self.grace_s:
                 self.signal_group(signal.SIGKILL)
             if exited_at is None and self.child is not None and self.child.poll() is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("evolution", "runs", "generators", "containers", "cli")
+PARTS = ("evolution", "runs", "generators", "containers", "cluster", "cli")
 
 
 def _module(path: Path) -> str:
@@ -63,7 +63,8 @@ ALLOWED = {
     "generators": {"contract", "containers"},
     "runs": {"contract", "generators"},
     "evolution": {"contract", "generators", "runs"},
-    "cli": {"contract", "containers", "generators", "runs", "evolution", "cli"},
+    "cluster": {"contract", "containers", "evolution"},
+    "cli": {"contract", "containers", "generators", "runs", "evolution", "cluster", "cli"},
 }
 """Which parts each part may import (besides itself): dependencies point one way, down."""
 

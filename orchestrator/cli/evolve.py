@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli.common import RunsDir, console, given_runs_dir, out
+from orchestrator.runner import Backend
 
 
 def evolve(
@@ -36,6 +37,9 @@ def evolve(
                                                    "selection.k=3 (repeatable).")] = None,
     live: Annotated[bool, typer.Option(help="Live progress: a table on a terminal, a line per "
                                        "finished evaluation in a log.")] = True,
+    backend: Annotated[str | None, typer.Option(
+        help="Override: cluster.backend, local or ray (a Ray cluster's nodes; docs/cluster.md)."
+    )] = None,
     from_spec: Annotated[bool, typer.Option(
         "--from-spec", help="A task with no reference: the model writes generation 0 from "
         "task.toml (hf or openai backend).")] = False,
@@ -46,7 +50,6 @@ def evolve(
 ) -> None:
     """Evolve a program: generate, build, run and select variants until the budget is spent."""
     from orchestrator.cli.live import LineView, LiveView
-    from orchestrator.containers.backend import LocalBackend
     from orchestrator.errors import Interrupted
     from orchestrator.evolution.config import parse_override
     from orchestrator.evolution.launch import run_evolution
@@ -57,7 +60,8 @@ def evolve(
     named: dict[str, Any] = {
         "program": program, "budget.variants": variants, "slots.count": slots,
         "budget.wall_time_s": minutes * 60 if minutes is not None else None,
-        "generator.backend": generator, "run_id": run_id, "from_spec": from_spec or None}
+        "generator.backend": generator, "run_id": run_id, "from_spec": from_spec or None,
+        "cluster.backend": backend}
     named["runs_dir"] = given_runs_dir(runs_dir)
     overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in named.items()
                  if v is not None}
@@ -66,13 +70,13 @@ def evolve(
     # The summary is written also when the run fails or is interrupted.
     with StepSummary(summary_md) as step, trapped():
         try:
-            backend = LocalBackend.connect()
+            where = connect_backend(config, overrides, resume)
             try:
-                done = run_evolution(config, overrides, backend=backend, resume=resume,
+                done = run_evolution(config, overrides, backend=where, resume=resume,
                                      summary_md=step, observer=view,
                                      accept_changed_program=accept_changed_program)
             finally:
-                backend.close()
+                where.close()
         except Stopped as stop:
             raise Interrupted(f"interrupted ({stop.name}) outside the run: nothing to clean up",
                               exit_code=stop.exit_code) from None
@@ -87,3 +91,17 @@ def evolve(
                  "best diff: none (no variant beat the seed)",
                  f"summary: {done.folder / 'summary.json'}"):
         out.print(line, markup=False)
+
+
+def connect_backend(config: Path | None, overrides: dict[str, Any], resume: str | None) -> Backend:
+    """The backend the run's config names: the local engine, or a Ray cluster's node agents."""
+    from orchestrator.evolution.opening import stored_config
+
+    cluster = stored_config(config, overrides, resume).cluster
+    if cluster.backend == "ray":
+        from orchestrator.cluster.backend import RayBackend
+
+        return RayBackend.connect(cluster.address, deadline_slack_s=cluster.deadline_slack_s)
+    from orchestrator.containers.backend import LocalBackend
+
+    return LocalBackend.connect()

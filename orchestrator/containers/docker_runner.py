@@ -67,11 +67,13 @@ class DockerRunner:
         grace_s: seconds between SIGTERM and SIGKILL at a deadline.
         linger_s: longest the TRAIN harness waits for its artifacts to be copied.
         runtime: runtime image tags by flavour, when already known (saves a look-up).
+        node: a cluster node's identity, labelled on everything made (``selfprog.node``) so a
+            node agent sweeping a run's leftovers takes only its own node's.
     """
 
     def __init__(self, client: docker.DockerClient, *, hardening: hard.Hardening | None = None,
                  retries: int = 2, grace_s: float = 2.0, linger_s: float = 120.0,
-                 runtime: dict[str, str] | None = None):
+                 runtime: dict[str, str] | None = None, node: str | None = None):
         self.client = client
         self.hardening = hardening or hard.Hardening()
         self.retries = retries
@@ -81,6 +83,7 @@ class DockerRunner:
         self.runtime: dict[str, str] = dict(runtime or {})
         self._lock = threading.Lock()
         self._gpu_runtime: bool | None = None
+        self.node = node
 
     def run(self, request: RunRequest) -> VariantResult:
         """Run TRAIN then EVAL; write the folder; never raise for what the variant did.
@@ -255,7 +258,7 @@ class DockerRunner:
             what="the model server", image=image,
             name=hard.container_name(request.run_id, request.variant.id, request.seed, "serve",
                                      attempt),
-            labels=hard.labels(request.run_id, request.variant.id, "serve"),
+            labels=hard.labels(request.run_id, request.variant.id, "serve", self.node),
             create=hard.create_kwargs(res, self.hardening, cpus=cpus, env=env, mounts=mounts),
             command=[peers.SERVE_SCRIPT if peers.is_peer(program) else SERVE_SCRIPT],
             entrypoint=SERVE_ENTRYPOINT, timeout_s=res.timeout_s,
@@ -271,7 +274,8 @@ class DockerRunner:
                 self._claim_volume(name, request.variant.id)
                 return self.client.volumes.create(
                     name=name, driver="local",
-                    labels=hard.labels(request.run_id, request.variant.id, what),
+                    labels=hard.labels(request.run_id, request.variant.id, what,
+                                       self.node),
                     driver_opts={"type": "tmpfs", "device": "tmpfs",
                                  "o": f"size={size},uid=10001"})
         except docker.errors.DockerException as exc:
@@ -308,6 +312,7 @@ class DockerRunner:
             "SELFPROG_SEED": str(request.seed), "SELFPROG_PROGRAM": program.name,
             "SELFPROG_TIME_BUDGET_S": f"{res.budget_s(bool(gpu_ids)):g}",
             "SELFPROG_GRACE_S": f"{self.grace_s:g}", "PYTHONHASHSEED": str(request.seed),
+            "SELFPROG_STAGE_TIMEOUT_S": f"{res.timeout_s:g}",
         }
         if stage == "train":
             env["SELFPROG_LINGER_S"] = f"{self.linger_s:g}"
@@ -323,7 +328,7 @@ class DockerRunner:
                                                    else entry.evaluator),
             name=hard.container_name(request.run_id, request.variant.id, request.seed, stage,
                                      attempt),
-            labels=hard.labels(request.run_id, request.variant.id, stage),
+            labels=hard.labels(request.run_id, request.variant.id, stage, self.node),
             create=hard.create_kwargs(res, self.hardening, cpus=cpus, env=env, mounts=mounts,
                                       gpu_ids=gpu_ids),
             timeout_s=res.timeout_s, grace_s=self.grace_s,

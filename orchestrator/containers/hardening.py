@@ -29,6 +29,7 @@ LABEL_OWNER = "selfprog.owner"
 LABEL_RUN = "selfprog.run"
 LABEL_VARIANT = "selfprog.variant"
 LABEL_STAGE = "selfprog.stage"
+LABEL_NODE = "selfprog.node"
 _NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
@@ -67,9 +68,13 @@ def container_name(run_id: str, variant_id: str, seed: int, stage: str, attempt:
     return f"selfprog-{run}-{variant_id}-s{seed}-{stage}-a{attempt}"
 
 
-def labels(run_id: str, variant_id: str, stage: str) -> dict[str, str]:
-    return {LABEL_OWNER: owner_label(), LABEL_RUN: run_id, LABEL_VARIANT: variant_id,
-            LABEL_STAGE: stage}
+def labels(run_id: str, variant_id: str, stage: str, node: str | None = None) -> dict[str, str]:
+    """Whose container it is; ``node`` names the cluster node whose agent made it."""
+    out = {LABEL_OWNER: owner_label(), LABEL_RUN: run_id, LABEL_VARIANT: variant_id,
+           LABEL_STAGE: stage}
+    if node is not None:
+        out[LABEL_NODE] = node
+    return out
 
 
 def readonly_bind(target: str, source: Path) -> Mount:

@@ -21,7 +21,13 @@ from collections.abc import Callable
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
-from orchestrator.containers.hardening import LABEL_OWNER, LABEL_RUN, owner_label, process_start
+from orchestrator.containers.hardening import (
+    LABEL_NODE,
+    LABEL_OWNER,
+    LABEL_RUN,
+    owner_label,
+    process_start,
+)
 from orchestrator.errors import EngineError
 
 
@@ -48,7 +54,7 @@ VOLUME_SETTLE_S = 10.0
 
 
 def sweep(client: docker.DockerClient, run_id: str | None = None, *, only_run: bool = False,
-          settle_s: float = VOLUME_SETTLE_S) -> list[str]:
+          settle_s: float = VOLUME_SETTLE_S, node: str | None = None) -> list[str]:
     """Remove selfprog's leftover containers, then volumes; return the names removed.
 
     Args:
@@ -57,12 +63,15 @@ def sweep(client: docker.DockerClient, run_id: str | None = None, *, only_run: b
         only_run: remove only what ``run_id`` labels, not other dead orchestrators' leftovers.
         settle_s: how long to wait for a volume still in use by a container being removed; past
             it the volume is left for the next sweep (not an error, not in the names returned).
+        node: a cluster node's identity: ``run_id`` then takes only what this node made (another
+            node's live work on the same engine is not ours); dead owners' leftovers still go.
 
     Raises:
         EngineError: the engine could not list or remove them.
     """
     def stale(labels: dict[str, str]) -> bool:
-        if run_id is not None and labels.get(LABEL_RUN) == run_id:
+        if (run_id is not None and labels.get(LABEL_RUN) == run_id
+                and (node is None or labels.get(LABEL_NODE) == node)):
             return True
         return not only_run and not owner_alive(labels.get(LABEL_OWNER, ""))
 

@@ -64,6 +64,17 @@ class TrackingConfig(Frozen):
     """The MLflow tracking URI; None: a SQLite file in the run folder (``mlflow.db``)."""
 
 
+class ClusterConfig(Frozen):
+    backend: Literal["local", "ray"] = "local"
+    """Where variants run: ``local`` (this machine's Docker engine) or ``ray`` (the nodes of a
+    Ray cluster, each in its own Docker engine; see docs/cluster.md)."""
+    address: str | None = None
+    """The Ray head's ``host:port``; None: ``$RAY_ADDRESS``, else a head on this machine."""
+    deadline_slack_s: float = Field(default=600.0, gt=0)
+    """Seconds a variant may take on a node beyond its two stage timeouts (image builds,
+    transfers) before the head gives up on the node agent and re-queues it."""
+
+
 class EvolveConfig(Frozen):
     program: Path = Path("programs/codelm")
     """The program directory to evolve."""
@@ -85,6 +96,8 @@ class EvolveConfig(Frozen):
     """Parallel sandbox slots."""
     tracking: TrackingConfig = TrackingConfig()
     """Experiment tracking outside the run folder (MLflow)."""
+    cluster: ClusterConfig = ClusterConfig()
+    """Where the slots are: this machine, or a Ray cluster."""
     from_spec: bool = False
     """Start with no reference: the shipped source is never run nor shown, generation 0 is
     written by the model from the task's spec (``task.toml``), and the drafts that run ``ok``

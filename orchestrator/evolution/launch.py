@@ -24,7 +24,7 @@ from orchestrator.evolution.config import EvolveConfig
 from orchestrator.evolution.loop import Evolution, Outcome
 from orchestrator.evolution.opening import Opened, create_run, load_run_config, resume_run
 from orchestrator.evolution.signals import Forced, Stopped, trapped
-from orchestrator.evolution.slots import plan_slots
+from orchestrator.evolution.slots import Slot, plan_slots
 from orchestrator.generators.auto import make_generator
 from orchestrator.program import Program
 from orchestrator.runner import Backend
@@ -121,8 +121,7 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
             check_generator(generator)
             check_from_spec(cfg, program, generator.name)
             check_can_propose(generator, program)
-            slots = plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)),
-                               backend.host_gpus())
+            slots = _slots(cfg, program, backend)
             runner = backend.runner(gpu=any(s.gpu_ids for s in slots))
             if opened is None:
                 opened = create_run(cfg, program)
@@ -224,6 +223,16 @@ def check_can_propose(generator: object, program: Program) -> None:
     reason = cannot(program) if callable(cannot) else None
     if reason:
         raise NoProposalsError(f"nothing to evolve: {reason}")
+
+
+def _slots(cfg: EvolveConfig, program: Program, backend: Backend) -> list[Slot]:
+    """A backend that knows its slots (a cluster: one per node agent) plans them; the local one
+    divides this host."""
+    plan = getattr(backend, "plan_slots", None)
+    if callable(plan):
+        slots: list[Slot] = plan(cfg.slots, program)
+        return slots
+    return plan_slots(cfg.slots, program, len(os.sched_getaffinity(0)), backend.host_gpus())
 
 
 SPEC_WRITERS = ("hf", "openai")

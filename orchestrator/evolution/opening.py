@@ -54,13 +54,27 @@ def load_run_config(config: Path | None, overrides: dict[str, Any], resume: str 
         program = Program.load(cfg.program)
         return cfg.model_copy(update={"program": program.root}), program, None
     folder = find_run(resume, load_config(config, overrides).runs_dir)
-    reader = Store(folder)
+    cfg = stored_config(config, overrides, resume, folder)
+    return cfg, Program.load(cfg.program), folder
+
+
+def stored_config(config: Path | None, overrides: dict[str, Any], resume: str | None,
+                  folder: Path | None = None) -> EvolveConfig:
+    """The config a run will have, without opening it for writing: a resumed run's stored one
+    (plus the overrides), else the file's. The CLI reads the backend from it before the run
+    opens.
+
+    Raises:
+        ConfigError: a bad config; StoreError: the run to resume does not exist.
+    """
+    if resume is None:
+        return load_config(config, overrides)
+    reader = Store(folder or find_run(resume, load_config(config, overrides).runs_dir))
     try:
         stored = json.loads(reader.run_info()["config"])
     finally:
         reader.close()
-    cfg = load_config(None, overrides, base=stored)
-    return cfg, Program.load(cfg.program), folder
+    return load_config(None, overrides, base=stored)
 
 
 def create_run(cfg: EvolveConfig, program: Program) -> Opened:

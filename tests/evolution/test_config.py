@@ -60,3 +60,13 @@ def test_an_override_without_equals_is_refused():
 def test_the_config_is_frozen():
     with pytest.raises(ValueError):
         EvolveConfig().seed = 3  # type: ignore[misc]
+
+
+def test_the_cluster_backend_is_named_in_the_config_and_a_wrong_one_is_refused(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[cluster]\nbackend = "ray"\naddress = "10.0.0.5:6379"\n')
+    cfg = load_config(path)
+    assert cfg.cluster.backend == "ray" and cfg.cluster.address == "10.0.0.5:6379"
+    assert load_config().cluster.backend == "local"
+    with pytest.raises(ConfigError, match="cluster.backend"):
+        load_config(None, {"cluster.backend": "slurm"})

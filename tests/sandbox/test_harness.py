@@ -68,6 +68,20 @@ def test_sigterm_is_forwarded_and_a_program_ignoring_it_is_killed_after_the_grac
     assert parse_line(lines[-1]).code == -signal.SIGKILL
 
 
+def test_a_stage_whose_host_died_is_stopped_by_the_harness_at_its_timeout_plus_grace(tmp_path):
+    """No SIGTERM ever comes (the orchestrator or node agent is gone): the harness's own clock
+    stops the program, even one that ignores SIGTERM, so the container does not run for ever."""
+    start = time.monotonic()
+    messages = harness(tmp_path, """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+    """, SELFPROG_STAGE_TIMEOUT_S="1", SELFPROG_GRACE_S="0.5")
+    assert time.monotonic() - start < 10
+    assert messages[-1].code == -signal.SIGKILL
+    assert any(isinstance(m, Log) and "stage timeout" in m.text for m in messages)
+
+
 def test_orphans_holding_the_pipes_do_not_hold_the_harness(tmp_path):
     start = time.monotonic()
     messages = harness(tmp_path, """
