@@ -136,6 +136,7 @@ def run_evolution(config: Path | None, overrides: dict[str, Any], *, backend: Ba
             log.info("run %s: %s, %d slot(s), folder %s", store.run_id, program.name,
                      len(slots), store.folder)
             outcome = _drive(evolution, observer)
+            _sweep_after(backend, store.run_id)
             summary = write_outputs(store, program, reason=outcome.reason)
             if summary_md is not None:
                 summary_md.stopped(outcome.reason)
@@ -266,6 +267,19 @@ def check_generator(generator: object) -> None:
     check = getattr(generator, "check", None)
     if callable(check):
         log.info("generator endpoint answers: %s", check())
+
+
+def _sweep_after(backend: Backend, run_id: str) -> None:
+    """At a normal end no container of the run should exist; one can, on a cluster, when a
+    node died with a stage running (its agent's process outlived the first sweep): sweep once
+    more, now that every slot is idle. A failure here is a warning: the run itself is done."""
+    try:
+        removed = backend.sweep(run_id)
+    except SelfprogError as exc:
+        log.warning("the sweep after run %s failed: %s", run_id, exc)
+        return
+    if removed:
+        log.info("run %s: removed what a lost stage left: %s", run_id, ", ".join(removed))
 
 
 def _nothing_proposed(store: Store) -> str | None:
