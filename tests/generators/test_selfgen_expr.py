@@ -122,3 +122,23 @@ def test_any_model_writes_only_valid_variants_of_the_seed_program(tmp_path):
     for p in out:
         if p.valid:
             compile(p.files["train.py"], "train.py", "exec")
+
+
+def test_the_container_request_carries_the_names_and_a_malformed_list_costs_only_itself(
+        tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from orchestrator.generators.testing import export_tiny
+    from sandbox.codelm import _one, load
+
+    request = CompletionRequest("x = ", 8, 0.8, 1, None, "python-expr", ("a", "max(2+"))
+    assert json.loads(json.dumps(asdict(request)))["names"] == ["a", "max(2+"]  # as sent
+    module, context = load(export_tiny(tmp_path / "m", context=16), "cpu")
+    bad = _one(module, context, "cpu", {"prompt": "x = ", "max_new_bytes": 8,
+                                        "constraint": "python-expr", "names": "a"})
+    assert bad == {"error": "TypeError: 'names' must be a list of strings"}
+    good = _one(module, context, "cpu", {**json.loads(json.dumps(asdict(request))),
+                                         "temperature": 1.0})
+    assert set(good) == {"text"}
+    assert good["text"] == "" or compile(good["text"], "<v>", "eval")
