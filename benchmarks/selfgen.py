@@ -84,8 +84,10 @@ def run_ok(program: Program, proposals: list, k: int, budget_s: float, work: Pat
     for i, p in enumerate([p for p in proposals if p.valid][:k]):
         result = runner.run(RunRequest(variant=Variant(quick, p.files), run_id="bench-selfgen",
                                        folder=work / f"v{i}"))
-        statuses.append(str(result.status.value if hasattr(result.status, "value")
-                            else result.status))
+        status = str(result.status.value if hasattr(result.status, "value") else result.status)
+        statuses.append(status)
+        print(json.dumps({"run": i, "status": status, "note": p.notes[0] if p.notes else "",
+                          "metrics": getattr(result, "metrics", None)}, default=str), flush=True)
     return statuses
 
 
@@ -102,6 +104,7 @@ def main() -> None:
     ap.add_argument("--run-ok", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=15)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--completion", choices=("expression", "block"), default="expression")
     args = ap.parse_args()
     program = Program.load(ROOT / "programs" / "codelm")
     lm = completer(args.export, args.sandboxed)
@@ -115,7 +118,8 @@ def main() -> None:
         config = GeneratorConfig(backend="self", temperature=args.temperature,
                                  codelm=CodeLMConfig(hole_fraction=fraction,
                                                      candidates=args.candidates,
-                                                     max_new_bytes=args.max_new_bytes))
+                                                     max_new_bytes=args.max_new_bytes,
+                                                     completion=args.completion))
         gen = SelfGenerator(config, lm, load=lambda f: completer(f, args.sandboxed))
         props, per = propose(gen, program, total, args.batch, args.seed)
         reasons: dict[str, int] = {}

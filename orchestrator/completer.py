@@ -31,10 +31,15 @@ class CompletionRequest:
     """None, or ``"python-block"``: the prompt ends inside a Python block at a line start, and
     only lines after which the block can still parse are kept (a line that cannot is drawn
     again); the sample ends where a line returns to the top level. It may end early, and its
-    last line may be cut by ``max_new_bytes``."""
+    last line may be cut by ``max_new_bytes``. Or ``"python-expr"``: the prompt ends where an
+    expression goes, and the sample is one expression of ``sandbox.pyexpr``'s small language
+    using only :attr:`names`, ended by the model's newline (not included); it may be '' when
+    the model gives no whole expression within ``max_new_bytes``."""
+    names: tuple[str, ...] = ()
+    """Under ``python-expr``: the names (dotted ones as single words) the sample may use."""
 
 
-CONSTRAINTS: tuple[str | None, ...] = (None, "python-block")
+CONSTRAINTS: tuple[str | None, ...] = (None, "python-block", "python-expr")
 """The values :attr:`CompletionRequest.constraint` may take."""
 
 

@@ -21,6 +21,12 @@ at all exits non-zero with the reason on stderr. Only the standard library and t
 ends in that can still parse: at each line end the block so far is checked (:func:`viable`) and
 a line that can no longer become valid Python is drawn again (up to :data:`LINE_TRIES` times);
 a line back at the top level ends the sample (the block is over).
+
+``constraint: "python-expr"`` (with ``"names"``: the names the sample may use) makes the sample
+one expression of :mod:`sandbox.pyexpr`'s small language, drawn byte by byte: a byte after which
+the text can no longer become such an expression is taken out of the distribution and the byte
+drawn again, and a newline (which ends the sample) is allowed only after a whole expression. If
+the byte budget runs out first, the sample is its longest whole first part ('' when none).
 """
 
 from __future__ import annotations
@@ -37,11 +43,13 @@ from pathlib import Path
 
 import torch
 
+from sandbox import pyexpr
+
 MODEL_FILE = "model.pt"
 META_FILE = "model.json"
 MAX_CONTEXT = 65536
 """Largest ``context`` a model.json may declare."""
-CONSTRAINTS = (None, "python-block")
+CONSTRAINTS = (None, "python-block", "python-expr")
 LINE_TRIES = 8
 """Draws of one line under ``python-block`` before the sample ends at the last good line."""
 DRAW_FACTOR = 2
@@ -99,7 +107,8 @@ def load(folder: Path, device: str) -> tuple[torch.jit.ScriptModule, int]:
 @torch.no_grad()
 def sample(module: torch.jit.ScriptModule, context: int, device: str, prompt: str,
            max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
-           stop: str | None = None, constraint: str | None = None) -> str:
+           stop: str | None = None, constraint: str | None = None,
+           names: tuple[str, ...] = ()) -> str:
     """Continue ``prompt`` by up to ``max_new_bytes`` sampled bytes (the completion alone).
 
     Only the prompt's last ``context`` bytes are seen; the same seed, prompt and model give the
@@ -116,6 +125,9 @@ def sample(module: torch.jit.ScriptModule, context: int, device: str, prompt: st
         raise ValueError(f"unknown constraint {constraint!r}; known: {CONSTRAINTS}")
     if constraint == "python-block":
         return _sample_block(module, context, device, prompt, max_new_bytes, temperature, seed)
+    if constraint == "python-expr":
+        return _sample_expr(module, context, device, prompt, max_new_bytes, temperature, seed,
+                            tuple(names))
     gen = torch.Generator(device=device).manual_seed(seed)
     window = list(prompt.encode("utf-8"))[-context:] or [ord("\n")]
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -245,6 +257,37 @@ def _sample_block(module: torch.jit.ScriptModule, context: int, device: str, pro
     return bytes(done).decode("utf-8", errors="replace")
 
 
+def _sample_expr(module: torch.jit.ScriptModule, context: int, device: str, prompt: str,
+                 max_new_bytes: int, temperature: float, seed: int, names: tuple[str, ...]) -> str:
+    """Sample one expression byte by byte, masking every byte the grammar cannot continue with."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    base = list(prompt.encode("utf-8"))
+    text, best = "", ""
+    while len(text) < max_new_bytes:
+        logits = _logits(module, torch.tensor([(base + list(text.encode()))[-context:]
+                                               or [ord("\n")]], dtype=torch.long, device=device))
+        if temperature == 0:
+            order = torch.argsort(logits.float(), descending=True).tolist()
+        else:  # the order in which draws without replacement would come: one call, not 256
+            probs = torch.softmax(logits.float() / temperature, dim=-1).clamp_min(1e-30)
+            order = torch.multinomial(probs, 256, replacement=False, generator=gen).tolist()
+        chosen = None
+        for nxt in order:
+            if nxt == ord("\n"):
+                if pyexpr.whole(text, names):
+                    return text  # the natural end of the statement
+                continue
+            if nxt in pyexpr.ALLOWED and pyexpr.viable(text + chr(nxt), names):
+                chosen = chr(nxt)
+                break
+        if chosen is None:
+            break  # nothing can follow (every byte the model gives weight to is out)
+        text += chosen
+        if pyexpr.whole(text, names):
+            best = text
+    return best
+
+
 @torch.no_grad()
 def score(module: torch.jit.ScriptModule, context: int, device: str, prompt: str,
           continuations: list[str]) -> list[float]:
@@ -320,10 +363,16 @@ def _one(module: torch.jit.ScriptModule, context: int, device: str, p: dict) -> 
     try:
         text = sample(module, context, device, str(p["prompt"]), int(p["max_new_bytes"]),
                       float(p.get("temperature", 0.8)), int(p.get("seed", 0)), p.get("stop"),
-                      p.get("constraint"))
+                      p.get("constraint"), _names(p.get("names", [])))
     except (SampleError, ValueError, TypeError, KeyError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     return {"text": text}
+
+
+def _names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("'names' must be a list of strings")
+    return tuple(value)
 
 
 def _score_one(module: torch.jit.ScriptModule, context: int, device: str, s: dict) -> dict:

@@ -127,6 +127,12 @@ class CodeLMConfig(Frozen):
     ``# search:`` setting, chosen among the declared range's candidates by its likelihood (valid
     by construction). The rest are *code completions* of a block. A program with no declared
     setting (or no block) gets only the other kind."""
+    completion: Literal["expression", "block"] = "expression"
+    """What a code completion rewrites. ``expression``: the value of one arithmetic statement
+    inside a function (``x = ...``, ``return ...``), written byte by byte under a grammar that
+    admits only whole expressions over names defined there (``sandbox.pyexpr``), so every
+    sample is valid Python; ``block``: the rest of a top-level block, line by line, kept only
+    while it can still parse (a weak model's block seldom survives the checks)."""
     candidates: int = Field(default=4, ge=1, le=32)
     """Completions sampled per code-completion proposal; the one that parses, uses no undefined
     name and has the highest log-probability under the model is proposed."""

@@ -68,7 +68,7 @@ class InProcessCompleter:
         for r in requests:
             try:
                 out.append(self.complete(r.prompt, r.max_new_bytes, r.temperature, r.seed, r.stop,
-                                         r.constraint))
+                                         r.constraint, r.names))
             except CodeLMError as exc:
                 out.append(exc)
         return out
@@ -87,7 +87,8 @@ class InProcessCompleter:
         return out
 
     def complete(self, prompt: str, max_new_bytes: int, temperature: float = 0.8, seed: int = 0,
-                 stop: str | None = None, constraint: str | None = None) -> str:
+                 stop: str | None = None, constraint: str | None = None,
+                 names: tuple[str, ...] = ()) -> str:
         """Continue ``prompt`` by sampling up to ``max_new_bytes`` bytes.
 
         Args:
@@ -96,7 +97,9 @@ class InProcessCompleter:
             temperature: 0 is greedy; higher is more random.
             seed: the same seed, prompt and model give the same text on the same device.
             stop: end early once the completion contains it; the result is cut before it.
-            constraint: None or ``python-block`` (see ``CompletionRequest.constraint``).
+            constraint: None, ``python-block`` or ``python-expr`` (see
+                ``CompletionRequest.constraint``).
+            names: the names a ``python-expr`` sample may use.
 
         Returns:
             The completion alone (without the prompt). Bytes that do not form valid UTF-8 come
@@ -109,7 +112,7 @@ class InProcessCompleter:
         """
         try:
             return sampler.sample(self.module, self.context, self.device, prompt, max_new_bytes,
-                                  temperature, seed, stop, constraint)
+                                  temperature, seed, stop, constraint, names)
         except sampler.SampleError as exc:
             raise CodeLMError(f"{self.folder}: {exc}") from None
         except (ValueError, RuntimeError) as exc:  # a bad temperature; torch's own failures

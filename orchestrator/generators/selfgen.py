@@ -51,6 +51,7 @@ from orchestrator.generators.base import (
 )
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 from orchestrator.generators.edits.validate import accept, rejected
+from orchestrator.generators.exprholes import Site, same, sites
 from orchestrator.generators.searchspace import Setting, find_settings, render, substitute
 from orchestrator.program import variant_hash
 
@@ -239,8 +240,13 @@ class SelfGenerator:
         # a setting with as many holes planned in this batch as it has fresh values is full
         holes = [h for h in self._holes(parent, seen)
                  if len(h[1]) > taken.get((key, h[0].path, h[0].name), 0)]
-        blocks = [(path, span) for path in sorted(parent.files) if path.endswith(".py")
-                  for span in regions(parent.files[path])]
+        blocks: list[tuple[str, tuple[int, int]] | tuple[str, Site]]
+        if self.codelm.completion == "expression":
+            blocks = [(path, site) for path in sorted(parent.files) if path.endswith(".py")
+                      for site in sites(parent.files[path])]
+        else:
+            blocks = [(path, span) for path in sorted(parent.files) if path.endswith(".py")
+                      for span in regions(parent.files[path])]
         want_hole = rng.random() < self.codelm.hole_fraction
         if holes and (want_hole or not blocks):
             hole = rng.choice(holes)
@@ -251,9 +257,14 @@ class SelfGenerator:
             why = "no editable region" if not find_settings_any(parent) else \
                 "every value of every declared setting was tried"
             return rejected(parent.variant_id or None, None, Rejected(Reason.NO_EDIT, why))
-        path, (first, end) = rng.choice(blocks)
-        cut = rng.randrange(first, end)
+        path, where = rng.choice(blocks)
         lines = parent.files[path].split("\n")
+        if isinstance(where, Site):
+            prompt = self._fit("\n".join(lines[: where.line] + [lines[where.line][: where.start]]))
+            budget = min(self.codelm.max_new_bytes, 2 * len(where.text) + 24)
+            return _Block(parent, path, where.line, where.line + 1, prompt, budget, seed, where)
+        first, end = where
+        cut = rng.randrange(first, end)
         prefix = "\n".join(lines[:cut]) + "\n"
         region_bytes = len("\n".join(lines[cut:end]).encode())
         budget = min(self.codelm.max_new_bytes, max(64, 2 * region_bytes + 64))
@@ -309,7 +320,9 @@ class SelfGenerator:
             return
         k = self.codelm.candidates
         requests = [CompletionRequest(p.prompt, p.budget, self.config.temperature,
-                                      p.seed * 131 + i, None, "python-block")
+                                      p.seed * 131 + i, None,
+                                      "python-expr" if p.site else "python-block",
+                                      p.site.names if p.site else ())
                     for p in plans for i in range(k)]
         started = time.monotonic()
         texts: list[str | Exception]
@@ -364,8 +377,11 @@ class SelfGenerator:
                 continue
             files = dict(parent.files)
             try:
-                files[path] = splice(parent.files[path], block.cut, block.end, sample,
-                                     len(sample.encode()) < block.budget)
+                if block.site is not None:
+                    files[path] = _fill(parent.files[path], block.site, sample)
+                else:
+                    files[path] = splice(parent.files[path], block.cut, block.end, sample,
+                                         len(sample.encode()) < block.budget)
                 key = variant_hash(files)
                 if key in tried:
                     continue
@@ -379,6 +395,8 @@ class SelfGenerator:
             new = files[path].split("\n")
             tail = len(old) - block.end
             region = "\n".join(new[block.cut : len(new) - tail]) + "\n"
+            if block.site is not None:  # the prompt ends where the value starts
+                region = new[block.cut][block.site.start :] + "\n"
             block.valid.append(_Candidate(sample, files, diffs, region))
 
     # --- proposals --------------------------------------------------------------------------
@@ -448,8 +466,35 @@ class SelfGenerator:
                   f"{block.score_error})"
         call.response = best.sample
         note = f"{block.path}: lines {block.cut + 1}-{block.end} resampled; {how}"
+        if block.site is not None:
+            note = (f"{block.path}:{block.cut + 1}: {block.site.text} -> {best.sample.strip()}; "
+                    f"{how}")
         return Proposal(parent_id, best.files, call, diff_parent=best.diffs[0],
                         diff_seed=best.diffs[1], notes=[note])
+
+
+def _fill(text: str, site: Site, sample: str) -> str:
+    """The file with the site's value replaced by the sample.
+
+    Raises:
+        Rejected: ``no_edit``: the sample is empty (no whole expression within its budget) or
+            the same expression as before; ``syntax``: the file does not parse (the grammar
+            should make this impossible; it is checked all the same).
+    """
+    value = sample.strip()
+    if not value:
+        raise Rejected(Reason.NO_EDIT, "the model wrote no whole expression within its budget")
+    if same(value, site.text):
+        raise Rejected(Reason.NO_EDIT, f"the model wrote the value back: {value}")
+    lines = text.split("\n")
+    line = lines[site.line]
+    lines[site.line] = line[: site.start] + value + line[site.end :]
+    new = "\n".join(lines)
+    try:
+        ast.parse(new)
+    except (SyntaxError, ValueError) as exc:
+        raise Rejected(Reason.SYNTAX, f"line {site.line + 1}: {exc}") from None
+    return new
 
 
 def find_settings_any(parent: Parent) -> bool:
@@ -508,6 +553,8 @@ class _Block:
     prompt: str
     budget: int
     seed: int
+    site: Site | None = None
+    """Set for an expression hole: the value rewritten (``cut`` is its line)."""
     samples: list[str | Exception] = field(default_factory=list)
     valid: list[_Candidate] = field(default_factory=list)
     rejections: list[Rejected] = field(default_factory=list)

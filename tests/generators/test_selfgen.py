@@ -73,7 +73,8 @@ class Script:
 def scripted(text: str, config: GeneratorConfig | None = None) -> SelfGenerator:
     """A ``self`` generator whose model always writes ``text`` (and whose loader makes another
     such model, writing the folder's name)."""
-    return SelfGenerator(config or GeneratorConfig(), Script(text), load=lambda f: Script(str(f)))
+    config = config or GeneratorConfig(codelm=CodeLMConfig(completion="block"))
+    return SelfGenerator(config, Script(text), load=lambda f: Script(str(f)))
 
 
 SOURCE = '''X = 1
@@ -103,7 +104,7 @@ def test_sample_replaces_the_rest_of_the_block_and_stops_at_top_level():
 
 def test_cut_off_sample_loses_its_partial_last_line(single):
     gen = scripted("    return a * 5\n    retu",
-                   GeneratorConfig(codelm=CodeLMConfig(max_new_bytes=22)))
+                   GeneratorConfig(codelm=CodeLMConfig(max_new_bytes=22, completion="block")))
     (p,) = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),), seed=0))
     assert p.valid, p.rejection
     assert "    return a * 5\n" in p.files["train.py"] and "retu\n" not in p.files["train.py"]
@@ -164,7 +165,7 @@ class OneBad(Script):
 
 
 def test_a_request_the_model_fails_on_costs_only_its_own_proposal(single):
-    config = GeneratorConfig(codelm=CodeLMConfig(candidates=1))
+    config = GeneratorConfig(codelm=CodeLMConfig(candidates=1, completion="block"))
     gen = SelfGenerator(config, OneBad("    return a * 7\n"), load=OneBad)
     first, second = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),),
                                                   n=2))
@@ -322,7 +323,8 @@ def test_the_likeliest_valid_completion_is_proposed_and_invalid_ones_never_are(s
     samples = ["    return a * 5\n", "    return a * undefined_thing\n",
                "    return a * 7 + 1\n", "    return (a\n"]
     lm = Scorer("", {"    return a * 7 + 1": -1.0, "    return a * 5": -30.0}, samples)
-    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=4))
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, completion="block",
+                                                 candidates=4))
     gen = SelfGenerator(config, lm, load=Scorer)
     (p,) = gen.propose(GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),), seed=0))
     assert p.valid and p.call.kind == "completion"
@@ -332,7 +334,8 @@ def test_the_likeliest_valid_completion_is_proposed_and_invalid_ones_never_are(s
 
 def test_no_valid_completion_is_the_first_samples_rejection(single):
     lm = Scorer("", samples=["    return a * nowhere\n"])
-    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=2))
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, completion="block",
+                                                 candidates=2))
     (p,) = SelfGenerator(config, lm, load=Scorer).propose(
         GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),)))
     assert p.rejection == "undefined: train.py uses nowhere, defined nowhere"
@@ -356,7 +359,8 @@ def test_the_model_of_a_crowned_variant_is_recorded_as_the_writer(single, tmp_pa
 
 def test_two_completions_of_a_batch_never_propose_the_same_variant(single):
     lm = Scorer("", samples=["    return a * 9\n"])
-    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=1))
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, completion="block",
+                                                 candidates=1))
     first, second = SelfGenerator(config, lm, load=Scorer).propose(
         GenerationRequest(single, (Parent("p", {"train.py": SOURCE}),), n=2, seed=4))
     if first.files is not None and second.files is not None:
@@ -370,7 +374,8 @@ def test_a_long_block_keeps_its_first_line_in_the_prompt_for_the_parse_check(sin
     body = "".join(f"    v{i} = a + {i}\n" for i in range(200))
     source = f"X = 1\n\n\n@staticmethod\ndef f(a):\n{body}    return a\n"
     lm = Scorer("", samples=["    return a * 2\n"])
-    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, candidates=1,
+    config = GeneratorConfig(codelm=CodeLMConfig(hole_fraction=0.0, completion="block",
+                                                 candidates=1,
                                                  context_bytes=256))
     SelfGenerator(config, lm, load=Scorer).propose(
         GenerationRequest(single, (Parent("p", {"train.py": source}),), seed=0))

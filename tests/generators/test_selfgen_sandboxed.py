@@ -81,10 +81,11 @@ def test_container_samples_the_same_text_as_in_process(docker_client, runtime_im
     lm = SandboxedCompleter(tiny, client=docker_client, image=runtime_image, timeout_s=120)
     local = InProcessCompleter.load(tiny, device="cpu")
     prompts = [CompletionRequest("def add(a, b):\n", 40, 1.0, 7),
-               CompletionRequest("x = " * 20 + "é", 30, 0.8, 2, "\n")]
+               CompletionRequest("x = " * 20 + "é", 30, 0.8, 2, "\n"),
+               CompletionRequest("def f(a, b):\n    return ", 30, 1.0, 3, None, "python-expr",
+                                 ("a", "b", "max(2+"))]
     texts = lm.complete_many(prompts)
-    assert texts == [local.complete(p.prompt, p.max_new_bytes, p.temperature, p.seed, p.stop)
-                     for p in prompts]
+    assert texts == local.complete_many(prompts)  # the expression grammar is in the image too
     assert len(texts[0]) >= 14
     assert lm.complete("x = ", 20, 1.0, 8) == local.complete("x = ", 20, 1.0, 8)
     assert not docker_client.api.containers(all=True, filters={"label": "selfprog.stage=sample",
