@@ -50,6 +50,9 @@ WINDOW = 128
 """Tokens per scored window (or the model's context when smaller)."""
 CAUSAL_ATOL = 1e-3
 MAX_NEW_BYTES = 256
+CONNECT_S = 240.0
+REQUEST_S = 300.0
+"""One request: the generate request decodes all problems (serve.py allows the same)."""
 RUN_TIMEOUT_S = 10.0
 RUN_CPU_S = 5
 RUN_MEMORY = 512 * 1024**2
@@ -64,7 +67,9 @@ class Server:
     """The model server: one fresh worker per call."""
 
     def __init__(self) -> None:
-        self.remote = remote.remote_model()
+        # the server imports torch and transformers before it listens: on a loaded machine
+        # that is past sandbox.remote's default 30 s
+        self.remote = remote.remote_model(connect_s=CONNECT_S, timeout_s=REQUEST_S)
         self.params = 0
         self.context = 0
 

@@ -71,4 +71,4 @@ def load_model():
     return predict
 
 
-remote.serve(load_model)
+remote.serve(load_model, request_s=300.0)  # evaluate.py's REQUEST_S
