@@ -49,7 +49,7 @@ EVAL_BYTES = 16_384
 WINDOW = 128
 """Tokens per scored window (or the model's context when smaller)."""
 CAUSAL_ATOL = 1e-3
-MAX_NEW_BYTES = 256
+MAX_NEW_BYTES = 160
 CONNECT_S = 240.0
 REQUEST_S = 300.0
 """One request: the generate request decodes all problems (serve.py allows the same)."""
