@@ -74,7 +74,7 @@ def codelm_loader(codelm: CodeLMConfig) -> Callable[[Path], Completer]:
 
     By default the sandboxed completer: the folder is checked on the host and the model only ever
     runs in a hardened container (a codelm's TorchScript, or a coder's data-only HF export, on
-    ``codelm.gpu_ids`` when given). With ``codelm.sandboxed`` off the model is loaded into this
+    ``codelm.gpus`` when given). With ``codelm.sandboxed`` off the model is loaded into this
     process (trusted models only). The imports are lazy so that choosing ``mutate`` or ``openai``
     needs neither Docker nor torch.
     """
