@@ -1,6 +1,7 @@
 """Building the runtime images, offline when needed.
 
-The runtime image holds Python 3.11, torch, the ``sandbox`` package and a non-root user. Its tag is
+The runtime image holds Python 3.11, torch, transformers (data-only exports of ``programs/coder``),
+the ``sandbox`` package and a non-root user. Its tag is
 a hash of everything that went in (the Dockerfile, the package lock, the sandbox sources, the base
 image), so an unchanged image is found, not rebuilt. Python packages come from a wheelhouse built
 on the host; where the base image cannot be pulled, a base is built from Debian's packages.

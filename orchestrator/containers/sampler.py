@@ -34,10 +34,14 @@ from orchestrator.containers.engine import connect
 from orchestrator.containers.images import Flavour, ensure_runtime
 from orchestrator.errors import CodeLMError, EngineError
 from orchestrator.program import ResourcesSection
+from sandbox import hfexport
 from sandbox.codelm import META_FILE, MODEL_FILE, SampleError, parse_meta
+from sandbox.hfsample import BYTES_PER_TOKEN
 
 MOUNT = "/model"
 ENTRYPOINT = ["/opt/venv/bin/python", "-m", "sandbox.codelm"]
+HF_ENTRYPOINT = ["/opt/venv/bin/python", "-m", "sandbox.hfsample"]
+
 MAX_META_BYTES = 64 * 1024
 MAX_MODEL_BYTES = 1024**3
 MAX_REQUEST_BYTES = 96 * 1024
@@ -73,9 +77,30 @@ def check_folder(folder: Path) -> int:
         raise CodeLMError(str(exc)) from None
 
 
+def check_hf_folder(folder: Path) -> int:
+    """The context, in bytes, of a data-only HF export (``programs/coder``), checked on the host
+    without loading anything (:func:`sandbox.hfexport.check`: no pickle, no ``.py``, no
+    ``auto_map``, safetensors and tokenizer.json present).
+
+    Raises:
+        CodeLMError: the folder is refused; the message names the file and why.
+    """
+    try:
+        config = hfexport.check(folder)
+    except (hfexport.ExportError, OSError) as exc:
+        raise CodeLMError(f"refused as a generator: {exc}") from None
+    if os.stat(folder).st_mode & 0o005 != 0o005:
+        raise CodeLMError(f"{folder}: not readable by the sandbox user (chmod o+rx)")
+    positions = next((v for k in ("max_position_embeddings", "n_positions", "n_ctx")
+                      if isinstance(v := config.get(k), int) and v > 0), 2048)
+    return min(positions, 32768) * BYTES_PER_TOKEN
+
+
 class SandboxedCompleter:
     """The default :class:`orchestrator.completer.Completer`: it never runs the model on the host;
-    each batch of requests is one hardened container."""
+    each batch of requests is one hardened container. It serves both kinds of export: a codelm
+    (``model.pt`` + ``model.json``, sampled by ``sandbox.codelm``) and a data-only HF causal LM
+    (``config.json`` + safetensors + ``tokenizer.json``, sampled by ``sandbox.hfsample``)."""
 
     def __init__(self, folder: str | Path, *, timeout_s: float = 300.0, memory: str = "2g",
                  cpus: float = 1.0, client: docker.DockerClient | None = None,
@@ -91,15 +116,24 @@ class SandboxedCompleter:
             image: the runtime image's tag; ``ensure_runtime(client, FLAVOUR)`` when not given
                 (the GPU flavour when ``gpu_ids`` are given).
             gpu_ids: host GPUs the container gets (its device request names these and no other;
-                inside they are CUDA devices 0..n-1); empty: CPU only.
+                inside they are CUDA devices 0..n-1; an HF export samples on them); empty: CPU only.
 
         Raises:
-            CodeLMError: the folder does not hold a usable export (see :func:`check_folder`).
+            CodeLMError: the folder does not hold a usable export (see :func:`check_folder`
+                and :func:`check_hf_folder`).
         """
         self.folder = Path(folder).resolve()
-        self.context = check_folder(self.folder)
+        self.hf = not (self.folder / MODEL_FILE).exists() and hfexport.is_export(self.folder)
+        self.context = check_hf_folder(self.folder) if self.hf else check_folder(self.folder)
+        self.gpu_ids = tuple(gpu_ids)
         self.timeout_s = timeout_s
         self.resources = ResourcesSection(memory=memory, pids=64, disk="16m", cpus=cpus)
+        if self.hf:  # float32 weights in memory, plus transformers and torch themselves
+            weights = sum(p.stat().st_size for p in self.folder.glob("*.safetensors"))
+            need = (2 * weights + 1536 * 1024**2) // 1024**2
+            if need > self.resources.memory_bytes // 1024**2:
+                self.resources = ResourcesSection(memory=f"{need}m", pids=64, disk="16m",
+                                                  cpus=cpus)
         self.cpus = cpus
         self.gpu_ids = tuple(gpu_ids)
         self._client = client
@@ -221,10 +255,14 @@ class SandboxedCompleter:
                "OMP_NUM_THREADS": str(max(1, int(self.cpus)))}
         mounts = [hard.readonly_bind(MOUNT, self.folder)]
         small = hard.Hardening(tmp_bytes=64 * 1024**2, shm_bytes=64 * 1024**2)
+        if self.hf:  # transformers looks for a temporary folder and these caches at import
+            env.update({"HF_HUB_OFFLINE": "1", "HF_HOME": "/tmp/hf",
+                        "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor"})
         return ContainerSpec(
             what="the sampling container", image=image,
             name=f"selfprog-codelm-{os.getpid()}-{uuid.uuid4().hex[:10]}",
             labels=hard.labels("", "codelm", "sample"),
             create=hard.create_kwargs(self.resources, small, cpus=self.cpus, env=env,
                                       mounts=mounts, gpu_ids=self.gpu_ids),
-            entrypoint=ENTRYPOINT, command=[], timeout_s=self.timeout_s, grace_s=GRACE_S)
+            entrypoint=HF_ENTRYPOINT if self.hf else ENTRYPOINT, command=[],
+            timeout_s=self.timeout_s, grace_s=GRACE_S)

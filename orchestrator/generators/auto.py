@@ -73,7 +73,8 @@ def codelm_loader(codelm: CodeLMConfig) -> Callable[[Path], Completer]:
     """The function that makes a completer for an exported codelm folder, as ``codelm`` says.
 
     By default the sandboxed completer: the folder is checked on the host and the model only ever
-    runs in a hardened container. With ``codelm.sandboxed`` off the model is loaded into this
+    runs in a hardened container (a codelm's TorchScript, or a coder's data-only HF export, on
+    ``codelm.gpus`` when given). With ``codelm.sandboxed`` off the model is loaded into this
     process (trusted models only). The imports are lazy so that choosing ``mutate`` or ``openai``
     needs neither Docker nor torch.
     """
@@ -89,6 +90,10 @@ def codelm_loader(codelm: CodeLMConfig) -> Callable[[Path], Completer]:
                 from orchestrator.containers.sampler import SandboxedCompleter
 
                 return SandboxedCompleter(folder, timeout_s=codelm.timeout_s, gpu_ids=codelm.gpus)
+            if (folder / "config.json").is_file() and not (folder / "model.pt").exists():
+                from orchestrator.generators.hfcompleter import HFInProcessCompleter
+
+                return HFInProcessCompleter.load(folder)
             from orchestrator.generators.inprocess import InProcessCompleter
 
             return InProcessCompleter.load(folder)

@@ -107,8 +107,9 @@ class PriceConfig(Frozen):
 
 class CodeLMConfig(Frozen):
     model: str | None = None
-    """Folder of an exported codelm (the ``self`` backend); the evolve loop points it at the
-    current best variant's artifacts."""
+    """Folder of an exported model (the ``self`` backend): a codelm's (model.pt + model.json) or
+    a coder's data-only HF export (safetensors + config.json + tokenizer.json); the evolve loop
+    points it at the current best variant's artifacts."""
     max_new_bytes: int = Field(default=1200, ge=16)
     """Longest sample; a region is replaced by at most this many bytes."""
     context_bytes: int = Field(default=2048, ge=64)
