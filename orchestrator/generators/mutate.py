@@ -45,6 +45,12 @@ class MutateGenerator:
         Python files declares a search setting), or None. Mutations keep the declarations, so
         what the shipped files lack no variant will have: the run stops before it starts."""
         files = program.source_files()
+        if program.manifest.program.regions == "evolve-block":  # a peer's: literals in regions
+            if any(regions.numeric_literals(text) for text in files.values()):
+                return None
+            return (f"mutate changes numeric literals inside the EVOLVE-BLOCK regions, and the "
+                    f"regions of program {program.name} ({', '.join(sorted(files))}) hold none: "
+                    "use a model backend (--generator hf or openai)")
         if any(find_settings(path, text, undeclared=self.config.undeclared)
                for path, text in sorted(files.items()) if path.endswith(".py")):
             return None

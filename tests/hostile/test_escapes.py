@@ -68,7 +68,9 @@ def test_host_secrets_are_out_of_reach(hostile):
     log = out.log()
     assert "MOUNTS ['/', '/data', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf', '/out', " \
            "'/tmp', '/usr/sbin/docker-init']" in log, log
-    assert "ENV ['HOME', 'HOSTNAME', 'LANG', 'MPLCONFIGDIR', 'PATH']" in log, log
+    # CUDA_VISIBLE_DEVICES is set (empty here) so a container sees exactly its slot's GPUs
+    assert "ENV ['CUDA_VISIBLE_DEVICES', 'HOME', 'HOSTNAME', 'LANG', 'MPLCONFIGDIR', 'PATH']" \
+        in log, log
 
 
 def test_the_docker_socket_cannot_be_found(hostile):
