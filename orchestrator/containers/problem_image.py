@@ -81,8 +81,8 @@ def ensure(client: docker.DockerClient, runtime: str, program: Program,
     try:
         client.images.get(tag)
         return tag
-    except ImageNotFound:
-        pass
+    except ImageNotFound:  # the first run of this problem with these requirements: build it
+        log.info("building %s: %d requirement(s) beyond the runtime's lock", tag, len(extra))
     except APIError as exc:
         raise ImageError(f"cannot inspect {tag}: {exc}") from None
     folder = BUILD_DIR / "wheelhouse" / "peers" / digest
