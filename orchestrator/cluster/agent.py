@@ -83,7 +83,7 @@ class NodeAgent:
         """Stop ``run_id`` on this node for good (SIGINT/SIGTERM on the head): this agent starts
         no container or volume any more, the creations in flight end, then everything of the
         run this node made is removed. It answers while a variant runs (a second thread)."""
-        from orchestrator.containers.container import CREATION
+        from orchestrator.containers.gate import CREATION
 
         CREATION.close()
         return sweep.sweep(self.client, run_id, only_run=True, settle_s=settle_s, node=self.node)
