@@ -61,6 +61,14 @@ def containers_running(client, run_id: str) -> bool:
     return bool(client.containers.list(filters={"label": f"{LABEL_RUN}={run_id}"}))
 
 
+def wait_for_a_container(client, proc: subprocess.Popen, run_id: str) -> None:
+    """Until the run driven by ``proc`` has a container; fails if it exits or 120 s pass."""
+    deadline = time.monotonic() + 120
+    while not containers_running(client, run_id):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.05)
+
+
 def assert_finished_exactly_once(runs: Path, run_id: str) -> None:
     with sqlite3.connect(f"file:{runs / run_id / 'run.db'}?mode=ro", uri=True) as db:
         evals = db.execute("SELECT variant_id, seed, state FROM evaluations").fetchall()
@@ -128,10 +136,7 @@ def test_a_second_signal_during_the_clean_up_forces_a_fast_exit_that_leaves_noth
                                   nonce=f"second signal {time.time()}")
     runs, run_id = tmp_path / "runs", "sig-twice"
     proc = start(program.root, runs, run_id, "--variants", "4")
-    deadline = time.monotonic() + 120
-    while not containers_running(docker_client, run_id):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
-        time.sleep(0.05)
+    wait_for_a_container(docker_client, proc, run_id)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
@@ -149,10 +154,7 @@ def test_a_second_driver_of_a_live_run_is_refused_naming_the_pid_and_touches_not
                                   nonce=f"two drivers {time.time()}")
     runs, run_id = tmp_path / "runs", "two-drivers"
     first = start(program.root, runs, run_id, "--variants", "1")
-    deadline = time.monotonic() + 120
-    while not containers_running(docker_client, run_id):
-        assert first.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_a_container(docker_client, first, run_id)
     second = resume(runs, run_id)
     assert second.returncode == 1, second.stderr
     assert f"being driven by process {first.pid}" in second.stderr
