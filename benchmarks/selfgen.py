@@ -9,9 +9,10 @@ budget), on ``programs/codelm``, starting from the seed:
   that passes every check before a build (parse, undefined names, limits, not seen before);
 - seconds per setting-hole proposal = a batch's wall time / its size;
 - ``--run-ok K``: the first K valid proposals of each kind are run through ``DockerRunner``
-  (TRAIN + EVAL in the hardened sandbox) with the program's time budget set to ``--budget-s``
-  (shorter than the program's 60 s to fit a shared 2-core machine), and the share that ends
-  ``ok`` is counted.
+  (TRAIN + EVAL in the hardened sandbox), ``--jobs`` at a time, with the program's time budget
+  set to ``--budget-s`` (shorter than the program's 60 s to fit a shared 2-core machine), and
+  the share that ends ``ok`` is counted, of the runs and of all proposals made (``--log``
+  keeps one JSON line per run as it ends).
 
 Run: ``python benchmarks/selfgen.py --export runs/.../artifacts [--sandboxed]``; prints JSON.
 """
@@ -66,7 +67,12 @@ def propose(gen: SelfGenerator, program: Program, total: int, batch: int, seed: 
     return out, per
 
 
-def run_ok(program: Program, proposals: list, k: int, budget_s: float, work: Path) -> list[str]:
+def run_ok(program: Program, proposals: list, k: int, budget_s: float, work: Path,
+           jobs: int = 1, log: Path | None = None) -> list[dict]:
+    """Run the first ``k`` valid proposals through ``DockerRunner``, ``jobs`` at a time; one
+    record per run (status, val_bpb, stage seconds, the edit), appended to ``log`` as it ends."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from orchestrator.containers.docker_runner import DockerRunner
     from orchestrator.containers.engine import connect
     from orchestrator.containers.images import ensure_runtime
@@ -80,15 +86,26 @@ def run_ok(program: Program, proposals: list, k: int, budget_s: float, work: Pat
     quick = Program.load(short)
     client = connect(timeout=60)
     runner = DockerRunner(client, runtime={"cpu": ensure_runtime(client, "cpu")})
-    statuses = []
-    for i, p in enumerate([p for p in proposals if p.valid][:k]):
+
+    def one(i: int, p) -> dict:
+        started = time.monotonic()
         result = runner.run(RunRequest(variant=Variant(quick, p.files), run_id="bench-selfgen",
                                        folder=work / f"v{i}"))
-        status = str(result.status.value if hasattr(result.status, "value") else result.status)
-        statuses.append(status)
-        print(json.dumps({"run": i, "status": status, "note": p.notes[0] if p.notes else "",
-                          "metrics": getattr(result, "metrics", None)}, default=str), flush=True)
-    return statuses
+        record = {"run": i, "status": str(getattr(result.status, "value", result.status)),
+                  "val_bpb": result.metrics.get("val_bpb"),
+                  "stages": {s.stage: [str(getattr(s.status, "value", s.status)),
+                                       round(s.duration_s, 1)] for s in result.stages},
+                  "wall_s": round(time.monotonic() - started, 1),
+                  "note": p.notes[0] if p.notes else "", "error": result.error}
+        print(json.dumps(record, default=str), flush=True)
+        if log is not None:
+            with log.open("a") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+        return record
+
+    chosen = [p for p in proposals if p.valid][:k]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, range(len(chosen)), chosen))
 
 
 def main() -> None:
@@ -103,6 +120,8 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--run-ok", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=15)
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once (--run-ok)")
+    ap.add_argument("--log", type=Path, help="append one JSON line per run here (--run-ok)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--completion", choices=("expression", "block"), default="expression")
     args = ap.parse_args()
@@ -135,9 +154,13 @@ def main() -> None:
             "examples": [p.notes[0] for p in props if p.valid][:5]}
         if args.run_ok:
             with tempfile.TemporaryDirectory() as tmp:
-                statuses = run_ok(program, props, args.run_ok, args.budget_s, Path(tmp))
-            entry["run"] = {"budget_s": args.budget_s, "statuses": statuses,
-                            "ok": statuses.count("ok")}
+                runs = run_ok(program, props, args.run_ok, args.budget_s, Path(tmp),
+                              args.jobs, args.log)
+            statuses = [r["status"] for r in runs]
+            entry["run"] = {"budget_s": args.budget_s, "jobs": args.jobs, "statuses": statuses,
+                            "ok": statuses.count("ok"), "runs": len(runs),
+                            "ok_of_proposals": f"{statuses.count('ok')} / {len(props)}",
+                            "val_bpb": [r["val_bpb"] for r in runs]}
         report[kind] = entry
         print(json.dumps({kind: entry}), flush=True)
     print(json.dumps(report, indent=1))
