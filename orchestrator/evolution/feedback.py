@@ -40,8 +40,9 @@ def focus(call_number: int) -> str:
     return FOCI[call_number % len(FOCI)]
 
 
-def run_facts(program: Program, noise: float | None) -> RunFacts:
-    """The training budget, what enforces it, the resources and the noise floor."""
+def run_facts(program: Program, noise: float | None, gpus: int | None = None) -> RunFacts:
+    """The training budget, what enforces it, the resources and the noise floor; ``gpus``: the
+    GPUs a variant gets (a slot's), when known (else the program's own ``resources.gpus``)."""
     res = program.manifest.resources
     budget = res.budget_s(False)
     cap = cpu_cap(budget, res.cpus)
@@ -51,7 +52,8 @@ def run_facts(program: Program, noise: float | None) -> RunFacts:
     if res.gpu_time_budget_s:
         counts += f"; on a GPU the budget is {res.gpu_time_budget_s:g} s"
     return RunFacts(budget_s=budget, budget_counts=counts, memory_bytes=res.memory_bytes,
-                    cpus=res.cpus, gpus=res.gpus, noise=noise)
+                    cpus=res.cpus, gpus=res.gpus if gpus is None else gpus,
+                    noise=noise)
 
 
 def profile(ev: EvalRow | None) -> Profile | None:

@@ -90,6 +90,8 @@ class Evolution:
         self.rng = random.Random(cfg.seed)
         self.t0 = time.monotonic()
         self.pool = SlotPool(slots, runner, store.run_id, gate=self._time_left)
+        self.slot_gpus = max((len(s.gpu_ids) for s in slots), default=None)
+        """GPUs a variant gets (the largest slot's): what generators are told about devices."""
         self.files: dict[str, dict[str, str]] = {}
         self.judged: dict[str, VariantRecord] = {}
         """Every variant selection has judged, as it was then (what feedback reads)."""
@@ -162,7 +164,8 @@ class Evolution:
             self.program, (parent,) if parent is not None else (),
             feedback.failures(self.store, prompt.max_failures), n=1,
             seed=self.cfg.seed + calls, seen=frozenset(seen), tried=tried,
-            facts=feedback.run_facts(self.program, self.noise), focus=feedback.focus(calls),
+            facts=feedback.run_facts(self.program, self.noise, self.slot_gpus),
+            focus=feedback.focus(calls),
             from_spec=parent is None)
 
     def propose(self, parent: Parent | None) -> None:

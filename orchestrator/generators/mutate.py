@@ -25,7 +25,14 @@ from orchestrator.generators.base import (
 )
 from orchestrator.generators.config import MutateConfig, ValidationConfig
 from orchestrator.generators.edits.validate import accept, rejected
-from orchestrator.generators.searchspace import Setting, draw, find_settings, render, substitute
+from orchestrator.generators.searchspace import (
+    Setting,
+    draw,
+    find_settings,
+    for_device,
+    render,
+    substitute,
+)
 from orchestrator.peers import regions
 from orchestrator.program import Program, variant_hash
 
@@ -72,7 +79,8 @@ class MutateGenerator:
                 if request.program.manifest.program.regions == "evolve-block":
                     files, summary = self._mutate_regions(parent.files, editable, rng, avoid)
                 else:
-                    files, summary = self._mutate(parent.files, rng, avoid)
+                    gpus = request.facts.gpus if request.facts is not None else None
+                    files, summary = self._mutate(parent.files, rng, avoid, gpus)
                 diff_parent, diff_seed = accept(files, parent.files, seed_files, editable, seen,
                                                 self.limits)
             except Rejected as exc:
@@ -86,19 +94,20 @@ class MutateGenerator:
                                 diff_seed=diff_seed))
         return out
 
-    def _mutate(self, files: dict[str, str], rng: random.Random,
-                seen: set[str]) -> tuple[dict[str, str], str]:
-        """One unseen mutation of ``files`` and a one-line summary of what changed.
+    def _mutate(self, files: dict[str, str], rng: random.Random, seen: set[str],
+                gpus: int | None = None) -> tuple[dict[str, str], str]:
+        """One unseen mutation of ``files`` and a one-line summary of what changed; with
+        ``gpus`` = 0 (a run without GPUs) settings declared ``gpu`` are left alone.
 
         Raises:
             Rejected: nothing to change, or no unseen variant within ``attempts`` draws.
         """
-        settings = [
+        settings = for_device([
             s
             for path, text in sorted(files.items())
             if path.endswith(".py")
             for s in find_settings(path, text, undeclared=self.config.undeclared)
-        ]
+        ], gpus)
         if not settings:
             raise Rejected(Reason.EXHAUSTED, "no setting declares a search range "
                            "(`NAME = value  # search: int[lo, hi]`)")

@@ -7,6 +7,10 @@
     HEAD_DIM = 32  # search: choice[16, 32, 64]
     ACTIVATION = "gelu"  # search: choice[gelu, relu, silu]
     WEIGHT_DECAY = 0.1  # search: float[0, 0.3]
+    AUTOCAST_BF16 = True  # search: choice[True, False] gpu
+
+A trailing ``gpu`` marks a setting that only matters on a GPU: on a run whose slots have no GPU,
+generators leave it alone (changing it there would only spend an evaluation on the same program).
 
 Settings are found with ``ast`` and changed by rewriting only the literal's source span, so the
 file keeps its formatting and comments. A constant without a declaration is a *fixed* setting
@@ -22,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_DECL = re.compile(r"#\s*search:\s*(log|int|float|choice)\s*\[(.*?)\]")
+_DECL = re.compile(r"#\s*search:\s*(log|int|float|choice)\s*\[(.*?)\](\s*gpu\b)?")
 _LITERALS = {"True": True, "False": False, "None": None}
 
 Value = int | float | str | bool | None
@@ -48,6 +52,8 @@ class Setting:
     quote: str = '"'
     source: str = ""
     """The literal as written, e.g. ``1e-3``: new values keep its notation."""
+    gpu: bool = False
+    """Declared ``gpu``: it only changes what the program does on a GPU."""
 
 
 def find_settings(path: str, text: str, *, undeclared: bool = False) -> list[Setting]:
@@ -85,8 +91,20 @@ def find_settings(path: str, text: str, *, undeclared: bool = False) -> list[Set
             continue
         if args is not None:
             found.append(Setting(path, target.id, literal, kind, args, value.lineno - 1,
-                                 start, end, quote, line[start:end]))
+                                 start, end, quote, line[start:end],
+                                 bool(decl and decl.group(3))))
     return found
+
+
+def for_device(settings: list[Setting], gpus: int | None) -> list[Setting]:
+    """The settings worth changing on a run with ``gpus`` GPUs per variant (None: not known).
+
+    With no GPU the ``gpu`` settings are left out, unless nothing else is left: then they are
+    all there is to change.
+    """
+    if gpus is None or gpus > 0:
+        return settings
+    return [s for s in settings if not s.gpu] or settings
 
 
 def _literal(node: ast.expr) -> int | float | str | bool | None:

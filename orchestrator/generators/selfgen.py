@@ -52,7 +52,13 @@ from orchestrator.generators.base import (
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig
 from orchestrator.generators.edits.validate import accept, rejected
 from orchestrator.generators.exprholes import Site, same, sites
-from orchestrator.generators.searchspace import Setting, find_settings, render, substitute
+from orchestrator.generators.searchspace import (
+    Setting,
+    find_settings,
+    for_device,
+    render,
+    substitute,
+)
 from orchestrator.program import variant_hash
 
 _STOP = "\n\n\n"
@@ -215,7 +221,8 @@ class SelfGenerator:
         seed_files = request.program.source_files()
         seen = set(request.seen)
         taken: dict[tuple[str, str, str], int] = {}  # holes planned per (parent, setting)
-        plans = [self._plan(parent, rng, request.seed * 100_003 + index, seen, taken)
+        gpus = request.facts.gpus if request.facts is not None else None
+        plans = [self._plan(parent, rng, request.seed * 100_003 + index, seen, taken, gpus)
                  for index, parent, rng in starts(request, seed_files, salt="self:")]
         blocks = [p for p in plans if isinstance(p, _Block)]
         holes = [p for p in plans if isinstance(p, _Hole)]
@@ -235,10 +242,11 @@ class SelfGenerator:
     # --- planning ---------------------------------------------------------------------------
 
     def _plan(self, parent: Parent, rng: random.Random, seed: int, seen: set[str],
-              taken: dict[tuple[str, str, str], int]) -> _Hole | _Block | Proposal:
+              taken: dict[tuple[str, str, str], int],
+              gpus: int | None = None) -> _Hole | _Block | Proposal:
         key = variant_hash(parent.files)
         # a setting with as many holes planned in this batch as it has fresh values is full
-        holes = [h for h in self._holes(parent, seen)
+        holes = [h for h in self._holes(parent, seen, gpus)
                  if len(h[1]) > taken.get((key, h[0].path, h[0].name), 0)]
         blocks: list[tuple[str, tuple[int, int]] | tuple[str, Site]]
         if self.codelm.completion == "expression":
@@ -277,17 +285,18 @@ class SelfGenerator:
             prompt = block if len(block) > len(prompt) else prompt
         return _Block(parent, path, cut, end, prompt, budget, seed)
 
-    def _holes(self, parent: Parent, seen: set[str]) -> list[tuple[Setting, list[object]]]:
-        """The parent's declared settings that have an untried value, with those values."""
+    def _holes(self, parent: Parent, seen: set[str],
+               gpus: int | None = None) -> list[tuple[Setting, list[object]]]:
+        """The parent's declared settings that have an untried value, with those values (on a
+        run without GPUs, not the settings declared ``gpu``)."""
+        settings = for_device([s for path in sorted(parent.files) if path.endswith(".py")
+                               for s in find_settings(path, parent.files[path])], gpus)
         out = []
-        for path in sorted(parent.files):
-            if not path.endswith(".py"):
-                continue
-            for setting in find_settings(path, parent.files[path]):
-                values = [v for v in hole_values(setting, self.codelm.hole_grid)
-                          if variant_hash(self._with(parent, setting, v)) not in seen]
-                if values:
-                    out.append((setting, values))
+        for setting in settings:
+            values = [v for v in hole_values(setting, self.codelm.hole_grid)
+                      if variant_hash(self._with(parent, setting, v)) not in seen]
+            if values:
+                out.append((setting, values))
         return out
 
     @staticmethod

@@ -51,15 +51,16 @@ BETA2 = 0.99  # search: float[0.9, 0.999]
 WARMUP_FRAC = 0.02  # search: float[0, 0.2]
 LR_SCHEDULE = "constant"  # search: choice[constant, cosine, linear]
 GRAD_CLIP = 1.0  # search: float[0.1, 5.0]
-# On a GPU only (a CPU run ignores these): bf16 autocast of the matmuls, torch.compile of the model
-# ("auto": when the budget is long enough to win back the compile time), and a batch that doubles
-# while bytes/s still grows by GPU_GROW_GAIN, up to BATCH_SIZE * GPU_BATCH_MAX_SCALE, with the
-# learning rate scaled by the square root of the factor when LR_BATCH_SCALING says so.
-AUTOCAST_BF16 = True  # search: choice[True, False]
-COMPILE = "auto"  # search: choice[auto, on, off]
-GPU_BATCH_MAX_SCALE = 32  # search: choice[1, 4, 8, 16, 32, 64]
-GPU_GROW_GAIN = 1.25  # search: float[1.05, 2.0]
-LR_BATCH_SCALING = "sqrt"  # search: choice[none, sqrt]
+# On a GPU only (a CPU run ignores these; `gpu` in the declaration tells generators to leave them
+# alone on a run without GPUs): bf16 autocast of the matmuls, torch.compile of the model ("auto":
+# when the budget is long enough to win back the compile time), and a batch that doubles while
+# bytes/s still grows by GPU_GROW_GAIN, up to BATCH_SIZE * GPU_BATCH_MAX_SCALE, with the learning
+# rate scaled by the square root of the factor when LR_BATCH_SCALING says so.
+AUTOCAST_BF16 = True  # search: choice[True, False] gpu
+COMPILE = "auto"  # search: choice[auto, on, off] gpu
+GPU_BATCH_MAX_SCALE = 32  # search: choice[1, 4, 8, 16, 32, 64] gpu
+GPU_GROW_GAIN = 1.25  # search: float[1.05, 2.0] gpu
+LR_BATCH_SCALING = "sqrt"  # search: choice[none, sqrt] gpu
 # --------------------------------------------------------------------------------------------------
 
 VOCAB = 256  # bytes: no tokenizer to download, and every file is representable
