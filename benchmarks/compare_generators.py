@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from orchestrator.evolution.feedback import run_facts  # noqa: E402
 from orchestrator.generators.base import GenerationRequest, Parent  # noqa: E402
 from orchestrator.generators.config import (  # noqa: E402
     CodeLMConfig,
@@ -110,6 +111,7 @@ def main() -> None:
         program = quick_copy(Path(tmp), args.budget_s, args.eval_bytes)
         gens = generators(args.export, server.v1)
         parent = Parent("", program.source_files())
+        facts = run_facts(program, None, gpus=0)  # CPU slots: the GPU-only settings stay
 
         def evaluate(files: dict[str, str], seed: int, name: str) -> tuple[str, float | None]:
             folder = Path(tmp) / f"{name}-{time.monotonic_ns()}"
@@ -129,8 +131,8 @@ def main() -> None:
             for name, gen in gens.items():
                 if name == "openai":  # the script replays from its first answer each seed
                     server.script.requests.clear()
-                props = gen.propose(GenerationRequest(program, (parent,), n=args.k,  # type: ignore[attr-defined]
-                                                      seed=seed))
+                props = gen.propose(GenerationRequest(  # type: ignore[attr-defined]
+                    program, (parent,), n=args.k, seed=seed, facts=facts))
                 values = [evaluate(p.files, seed, name) for p in props if p.valid]
                 best = min((v for _s, v in values if v is not None), default=None)
                 rows.setdefault(name, []).append({
