@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from orchestrator.evolution.feedback import run_facts  # noqa: E402
 from orchestrator.generators.base import GenerationRequest, Parent  # noqa: E402
 from orchestrator.generators.config import CodeLMConfig, GeneratorConfig  # noqa: E402
 from orchestrator.generators.selfgen import SelfGenerator  # noqa: E402
@@ -50,6 +51,7 @@ def completer(export: Path, sandboxed: bool):
 
 def propose(gen: SelfGenerator, program: Program, total: int, batch: int, seed: int):
     parent = Parent("", program.source_files())
+    facts = run_facts(program, None, gpus=0)  # as an evolve run on CPU slots tells it
     seen: set[str] = set()
     out, per = [], []
     s = seed
@@ -57,7 +59,7 @@ def propose(gen: SelfGenerator, program: Program, total: int, batch: int, seed: 
         n = min(batch, total - len(out))
         started = time.monotonic()
         got = gen.propose(GenerationRequest(program, (parent,), n=n, seed=s,
-                                            seen=tuple(sorted(seen))))
+                                            seen=frozenset(seen), facts=facts))
         per.append((time.monotonic() - started) / n)
         for p in got:
             if p.valid and p.files is not None:
