@@ -57,15 +57,18 @@ SCRIPT = [  # (old line, new line) of each scripted answer; the last one does no
 ]
 
 
-def quick_copy(work: Path, budget_s: float, eval_bytes: int) -> Program:
+def quick_copy(work: Path, budget_s: float, eval_bytes: int | None) -> Program:
+    """A copy of codelm under ``work`` that trains ``budget_s`` and, with ``eval_bytes``, is
+    scored on that much held-out text and 8 completed lines (None: the shipped evaluation)."""
     root = work / "codelm"
     shutil.copytree(ROOT / "programs" / "codelm", root)
     toml = (root / "program.toml").read_text()
     (root / "program.toml").write_text(toml.replace("time_budget_s = 60",
                                                     f"time_budget_s = {budget_s:g}"))
-    evaluate = (root / "evaluate.py").read_text()
-    evaluate = evaluate.replace("EVAL_BYTES = 98_304", f"EVAL_BYTES = {eval_bytes}")
-    (root / "evaluate.py").write_text(evaluate.replace("N_LINES = 64", "N_LINES = 8"))
+    if eval_bytes is not None:
+        evaluate = (root / "evaluate.py").read_text()
+        evaluate = evaluate.replace("EVAL_BYTES = 98_304", f"EVAL_BYTES = {eval_bytes}")
+        (root / "evaluate.py").write_text(evaluate.replace("N_LINES = 64", "N_LINES = 8"))
     for path in [work, root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return Program.load(root)

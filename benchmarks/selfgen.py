@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -69,23 +68,20 @@ def propose(gen: SelfGenerator, program: Program, total: int, batch: int, seed: 
     return out, per
 
 
-def run_ok(program: Program, proposals: list, k: int, budget_s: float, work: Path,
-           jobs: int = 1, log: Path | None = None) -> list[dict]:
+def run_ok(proposals: list, k: int, budget_s: float, work: Path,
+           jobs: int = 1, log: Path | None = None, eval_bytes: int | None = None) -> list[dict]:
     """Run the first ``k`` valid proposals through ``DockerRunner``, ``jobs`` at a time; one
-    record per run (status, val_bpb, stage seconds, the edit), appended to ``log`` as it ends."""
+    record per run (status, val_bpb, stage seconds, the edit), appended to ``log`` as it ends.
+    ``eval_bytes``: score on that much held-out text (None: the shipped evaluation)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from benchmarks.compare_generators import quick_copy
     from orchestrator.containers.docker_runner import DockerRunner
     from orchestrator.containers.engine import connect
     from orchestrator.containers.images import ensure_runtime
     from orchestrator.runner import RunRequest, Variant
 
-    short = work / "codelm"
-    shutil.copytree(program.root, short)
-    toml = (short / "program.toml").read_text()
-    (short / "program.toml").write_text(toml.replace("time_budget_s = 60",
-                                                     f"time_budget_s = {budget_s:g}"))
-    quick = Program.load(short)
+    quick = quick_copy(work, budget_s, eval_bytes)
     client = connect(timeout=60)
     runner = DockerRunner(client, runtime={"cpu": ensure_runtime(client, "cpu")})
 
@@ -123,6 +119,8 @@ def main() -> None:
     ap.add_argument("--run-ok", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=15)
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (--run-ok)")
+    ap.add_argument("--eval-bytes", type=int, help="--run-ok: score on this many held-out bytes "
+                    "and 8 completed lines (default: the shipped evaluation)")
     ap.add_argument("--log", type=Path, help="append one JSON line per run here (--run-ok)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--completion", choices=("expression", "block"), default="expression")
@@ -156,10 +154,11 @@ def main() -> None:
             "examples": [p.notes[0] for p in props if p.valid][:5]}
         if args.run_ok:
             with tempfile.TemporaryDirectory() as tmp:
-                runs = run_ok(program, props, args.run_ok, args.budget_s, Path(tmp),
-                              args.jobs, args.log)
+                runs = run_ok(props, args.run_ok, args.budget_s, Path(tmp),
+                              args.jobs, args.log, args.eval_bytes)
             statuses = [r["status"] for r in runs]
-            entry["run"] = {"budget_s": args.budget_s, "jobs": args.jobs, "statuses": statuses,
+            entry["run"] = {"budget_s": args.budget_s, "eval_bytes": args.eval_bytes,
+                            "jobs": args.jobs, "statuses": statuses,
                             "ok": statuses.count("ok"), "runs": len(runs),
                             "ok_of_proposals": f"{statuses.count('ok')} / {len(props)}",
                             "val_bpb": [r["val_bpb"] for r in runs]}
